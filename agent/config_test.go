@@ -1,0 +1,86 @@
+package agent
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestLoadFileGood(t *testing.T) {
+	cfg, err := LoadFile("testdata/config/good.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	i, to := cfg.Probes.Schedule(cfg.Probes.Status)
+	if i != time.Second || to != 500*time.Millisecond {
+		t.Errorf("status schedule = %s/%s, want 1s/500ms", i, to)
+	}
+	if cfg.Etcd.KeyPrefix != DefaultKeyPrefix {
+		t.Errorf("key prefix = %q, want the default %q", cfg.Etcd.KeyPrefix, DefaultKeyPrefix)
+	}
+}
+
+// Every invalid file and the exact message it must give.
+func TestConfigErrors(t *testing.T) {
+	cases := []struct {
+		file string
+		want string
+	}{
+		{"unknown-field.yml", `line 2: unknown field "etcd.endpoint" (valid fields of etcd: endpoints, tls, dial_timeout, username, password, key_prefix)`},
+		{"unknown-nested-field.yml", `line 3: unknown field "probes.status.intervall" (valid fields of probes.status: interval, timeout)`},
+		{"not-yaml.yml", `not valid YAML: line 1: did not find expected node content`},
+		{"endpoints-not-list.yml", `line 2: field etcd.endpoints: expected a list, such as ["a", "b"]`},
+		{"bad-duration.yml", `line 2: field probes.interval: "1 second" is not a duration (expected a number with a unit, such as "1s" or "500ms")`},
+		{"endpoint-no-scheme.yml", `etcd.endpoints[0] (--etcd.endpoints): "127.0.0.1:2379" is not a client URL (expected http://host:port or https://host:port)`},
+		{"no-endpoints.yml", `etcd.endpoints (--etcd.endpoints): at least one client URL is required, the local member's first`},
+		{"zero-timeout.yml", `probes.timeout: must be positive, got 0s`},
+		{"negative-interval.yml", `probes.read.interval: must not be negative, got -1s`},
+		{"missing-cert.yml", "etcd.tls.cert_file (--etcd.cert): cannot read \"/nonexistent/client.crt\": no such file or directory\n" +
+			"etcd.tls.cert_file (--etcd.cert): a client certificate and its key go together: set both etcd.tls.cert_file and etcd.tls.key_file, or neither"},
+		{"bad-log-level.yml", `log.level (--log.level): "verbose" is not one of debug, info, warn, error`},
+		{"bad-listen.yml", `web.listen_addresses[0] (--web.listen-address): "12379" is not host:port (expected, for example, ":12379")`},
+		{"bad-prefix.yml", `etcd.key_prefix: "registry/" must start and end with "/" and name a key space of its own, such as "/etcdpulse/"`},
+	}
+	for _, c := range cases {
+		t.Run(c.file, func(t *testing.T) {
+			path := filepath.Join("testdata/config", c.file)
+			cfg, err := LoadFile(path)
+			if err == nil {
+				err = cfg.Validate()
+			} else {
+				want := "--config.file " + path + ": " + c.want
+				if err.Error() != want {
+					t.Fatalf("error:\n got: %s\nwant: %s", err, want)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if err.Error() != c.want {
+				t.Fatalf("error:\n got: %s\nwant: %s", err, c.want)
+			}
+		})
+	}
+}
+
+func TestLoadFileMissing(t *testing.T) {
+	_, err := LoadFile("testdata/config/absent.yml")
+	want := "--config.file: open testdata/config/absent.yml: no such file or directory"
+	if err == nil || err.Error() != want {
+		t.Fatalf("error = %v, want %s", err, want)
+	}
+}
+
+func TestEmptyFileKeepsDefaults(t *testing.T) {
+	cfg, err := Parse(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Web.ListenAddresses; len(got) != 1 || got[0] != DefaultListenAddress {
+		t.Errorf("listen addresses = %v, want the default", got)
+	}
+}

@@ -1,0 +1,19 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/alecthomas/kingpin/v2"
+
+	"github.com/etcdpulse/etcdpulse/collectors"
+)
+
+func addDocsCommand(app *kingpin.Application) *kingpin.CmdClause {
+	docs := app.Command("docs", "Print generated reference documentation.").Hidden()
+	return docs.Command("metrics", "Print the metrics reference (docs/metrics.md).")
+}
+
+func runDocs() int {
+	fmt.Print(collectors.Markdown())
+	return 0
+}

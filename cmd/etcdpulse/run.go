@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/common/promslog"
+	"github.com/prometheus/common/version"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/etcdpulse/etcdpulse/agent"
+)
+
+type flagValues struct {
+	configFile    string
+	configCheck   bool
+	endpoints     []string
+	cacert        string
+	cert          string
+	key           string
+	listen        []string
+	webConfigFile string
+	logLevel      string
+	logFormat     string
+
+	set map[string]*bool
+}
+
+var runFlags = &flagValues{set: map[string]*bool{}}
+
+func addRunCommand(app *kingpin.Application) *kingpin.CmdClause {
+	f := runFlags
+	cmd := app.Command("run", "Run the agent beside an etcd member (the default command).").Default()
+	flag := func(name, help string) *kingpin.FlagClause {
+		fc := cmd.Flag(name, help)
+		f.set[name] = new(bool)
+		fc.IsSetByUser(f.set[name])
+		return fc
+	}
+	cmd.Flag("config.file", "YAML file with every setting; flags override it.").StringVar(&f.configFile)
+	cmd.Flag("config.check", "Validate the configuration and the TLS files, then exit: 0 when valid, 1 when not.").BoolVar(&f.configCheck)
+	flag("etcd.endpoints", "Client URL of the local etcd member; repeat or separate with commas to add members used only while the local one does not answer.").Default(agent.DefaultEndpoint).StringsVar(&f.endpoints)
+	flag("etcd.cacert", "CA bundle to verify etcd's server certificate.").StringVar(&f.cacert)
+	flag("etcd.cert", "Client certificate for etcd.").StringVar(&f.cert)
+	flag("etcd.key", "Key of the client certificate for etcd.").StringVar(&f.key)
+	flag("web.listen-address", "Address to serve metrics on; repeatable.").Default(agent.DefaultListenAddress).StringsVar(&f.listen)
+	flag("web.config.file", "exporter-toolkit web configuration file for TLS and authentication.").StringVar(&f.webConfigFile)
+	flag("log.level", "Only log messages with the given severity or above: debug, info, warn, error.").Default("info").StringVar(&f.logLevel)
+	flag("log.format", "Output format of log messages: logfmt, json.").Default("logfmt").StringVar(&f.logFormat)
+	return cmd
+}
+
+// config merges the file (if any) with the flags the user set.
+func (f *flagValues) config() (agent.Config, error) {
+	cfg := agent.DefaultConfig()
+	if f.configFile != "" {
+		var err error
+		if cfg, err = agent.LoadFile(f.configFile); err != nil {
+			return cfg, err
+		}
+	}
+	isSet := func(name string) bool { return *f.set[name] }
+	if isSet("etcd.endpoints") {
+		cfg.Etcd.Endpoints = splitList(f.endpoints)
+	}
+	if isSet("etcd.cacert") {
+		cfg.Etcd.TLS.CAFile = f.cacert
+	}
+	if isSet("etcd.cert") {
+		cfg.Etcd.TLS.CertFile = f.cert
+	}
+	if isSet("etcd.key") {
+		cfg.Etcd.TLS.KeyFile = f.key
+	}
+	if isSet("web.listen-address") {
+		cfg.Web.ListenAddresses = f.listen
+	}
+	if isSet("web.config.file") {
+		cfg.Web.ConfigFile = f.webConfigFile
+	}
+	if isSet("log.level") {
+		cfg.Log.Level = f.logLevel
+	}
+	if isSet("log.format") {
+		cfg.Log.Format = f.logFormat
+	}
+	return cfg, cfg.Validate()
+}
+
+func splitList(in []string) []string {
+	var out []string
+	for _, s := range in {
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+func newLogger(c agent.LogConfig) *slog.Logger {
+	lvl, fmtv := promslog.NewLevel(), promslog.NewFormat()
+	_ = lvl.Set(c.Level)
+	_ = fmtv.Set(c.Format)
+	return promslog.New(&promslog.Config{Level: lvl, Format: fmtv})
+}
+
+func runAgent(f *flagValues) int {
+	cfg, err := f.config()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "etcdpulse: invalid configuration:\n%s\n", indent(err.Error()))
+		return 1
+	}
+	if f.configCheck {
+		if _, err := agent.ClientTLS(cfg.Etcd.TLS); cfg.Etcd.TLS.Enabled() && err != nil {
+			fmt.Fprintf(os.Stderr, "etcdpulse: invalid configuration:\n%s\n", indent(err.Error()))
+			return 1
+		}
+		fmt.Println("configuration is valid")
+		return 0
+	}
+	logger := newLogger(cfg.Log)
+	a, err := agent.New(agent.Options{Config: cfg, Logger: logger})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "etcdpulse: invalid configuration:\n%s\n", indent(err.Error()))
+		return 1
+	}
+	ls, err := agent.Listen(cfg.Web.ListenAddresses)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "etcdpulse: %v\n", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	logger.Info("starting etcdpulse", "version", version.Info(), "listen", agent.Addresses(ls))
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.Run(ctx) })
+	g.Go(func() error { return agent.Serve(ctx, ls, cfg.Web.ConfigFile, a.Handler(), logger) })
+	if err := g.Wait(); err != nil {
+		logger.Error("etcdpulse stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func indent(s string) string {
+	return "  " + strings.ReplaceAll(s, "\n", "\n  ")
+}

@@ -1,0 +1,257 @@
+package probes
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+)
+
+// RunnerOptions configures a Runner.
+type RunnerOptions struct {
+	Targets *Targets
+	State   *State
+	Probes  []Scheduled
+	// Tick is the round cadence; a probe runs in a round once its interval
+	// has passed since its last start.
+	Tick   time.Duration
+	Logger *slog.Logger
+	// Tracer starts a span per round and per probe run; nil means no-op.
+	Tracer trace.Tracer
+	// Duration observes each run's duration, labelled by probe.
+	Duration prometheus.ObserverVec
+	// OnView is called with each new view, outside any lock.
+	OnView func(View)
+}
+
+// Runner runs the probes in rounds. A run that outlives its round does not
+// hold the next one up: rounds overlap, and each (probe, target) pair is
+// single-flight, so a member that hangs costs at most one outstanding call.
+type Runner struct {
+	opts RunnerOptions
+
+	mu        sync.Mutex
+	inflight  map[runKey]bool
+	lastStart map[string]time.Time
+	round     uint64
+
+	evalMu sync.Mutex
+	view   atomic.Pointer[View]
+	ready  atomic.Bool
+	wg     sync.WaitGroup
+}
+
+type runKey struct {
+	probe  string
+	target *Target
+}
+
+// NewRunner returns a runner; call Run to start it.
+func NewRunner(opts RunnerOptions) *Runner {
+	if opts.Tracer == nil {
+		opts.Tracer = noop.NewTracerProvider().Tracer("")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	r := &Runner{opts: opts, inflight: map[runKey]bool{}, lastStart: map[string]time.Time{}}
+	r.view.Store(&View{})
+	return r
+}
+
+// View returns the latest evaluated view.
+func (r *Runner) View() View { return *r.view.Load() }
+
+// Ready reports whether a first complete round has been evaluated.
+func (r *Runner) Ready() bool { return r.ready.Load() }
+
+// Run runs rounds until ctx is done, then waits for runs in flight.
+func (r *Runner) Run(ctx context.Context) {
+	tick := time.NewTicker(r.opts.Tick)
+	defer tick.Stop()
+	for {
+		r.startRound(ctx, time.Now())
+		select {
+		case <-ctx.Done():
+			r.wg.Wait()
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// RunOnce runs one round with every probe and waits for it to finish.
+func (r *Runner) RunOnce(ctx context.Context) View {
+	done := r.startRound(ctx, time.Time{})
+	<-done
+	return r.View()
+}
+
+func (r *Runner) startRound(ctx context.Context, now time.Time) <-chan struct{} {
+	r.mu.Lock()
+	r.round++
+	round := r.round
+	r.mu.Unlock()
+	ctx, span := r.opts.Tracer.Start(ctx, "etcdpulse.round", trace.WithAttributes(attribute.Int64("etcdpulse.round", int64(round))))
+
+	var runs sync.WaitGroup
+	targets := r.opts.Targets.All()
+	for _, s := range r.opts.Probes {
+		if !now.IsZero() && !r.due(s, now) {
+			continue
+		}
+		switch s.Scope {
+		case AnyMember:
+			if t := r.clusterTarget(round); t != nil {
+				r.launch(ctx, &runs, s, t)
+			}
+		default:
+			for _, t := range targets {
+				if t.Client != nil {
+					r.launch(ctx, &runs, s, t)
+				}
+			}
+		}
+	}
+	done := make(chan struct{})
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		defer close(done)
+		runs.Wait()
+		r.evaluate()
+		span.End()
+	}()
+	return done
+}
+
+func (r *Runner) due(s Scheduled, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	last, ok := r.lastStart[s.Probe.Name()]
+	// Half a tick of slack keeps a 1 s probe on a 1 s ticker from
+	// skipping rounds through timer jitter.
+	if ok && now.Sub(last) < s.Schedule.Interval-r.opts.Tick/2 {
+		return false
+	}
+	r.lastStart[s.Probe.Name()] = now
+	return true
+}
+
+// clusterTarget picks the member to ask cluster-wide questions: the local
+// one unless its last status failed, else the first other member whose last
+// status succeeded, else each candidate in turn.
+func (r *Runner) clusterTarget(round uint64) *Target {
+	local := r.opts.Targets.Local()
+	candidates := append([]*Target{local}, r.opts.Targets.Fallbacks()...)
+	var usable []*Target
+	for _, t := range candidates {
+		if t.Client == nil {
+			continue
+		}
+		usable = append(usable, t)
+		o, tried := r.opts.State.outcome(t, ProbeStatus)
+		if !tried || o.OK {
+			return t
+		}
+	}
+	if len(usable) == 0 {
+		return nil
+	}
+	return usable[int(round)%len(usable)]
+}
+
+func (r *Runner) launch(ctx context.Context, runs *sync.WaitGroup, s Scheduled, t *Target) {
+	key := runKey{s.Probe.Name(), t}
+	r.mu.Lock()
+	if r.inflight[key] {
+		r.mu.Unlock()
+		return
+	}
+	r.inflight[key] = true
+	r.mu.Unlock()
+	runs.Add(1)
+	go func() {
+		defer runs.Done()
+		defer func() {
+			r.mu.Lock()
+			delete(r.inflight, key)
+			r.mu.Unlock()
+		}()
+		r.runOne(ctx, s, t)
+	}()
+}
+
+func (r *Runner) runOne(ctx context.Context, s Scheduled, t *Target) {
+	name := s.Probe.Name()
+	label := t.Label()
+	ctx, span := r.opts.Tracer.Start(ctx, "etcdpulse.probe."+name, trace.WithAttributes(
+		attribute.String("etcdpulse.probe", name),
+		attribute.String("etcdpulse.member", label),
+		attribute.String("server.address", t.Endpoint),
+	))
+	defer span.End()
+	ctx, cancel := context.WithTimeout(ctx, s.Schedule.Timeout)
+	defer cancel()
+
+	start := time.Now()
+	err := s.Probe.Run(ctx, t)
+	d := time.Since(start)
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = &TimeoutError{Probe: name, Timeout: s.Schedule.Timeout, Err: err}
+	}
+	o := Outcome{OK: err == nil, At: start, Duration: d}
+	if err != nil {
+		o.Err = err.Error()
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+		r.opts.Logger.Debug("probe failed", "probe", name, "member", label, "err", err)
+	}
+	span.SetAttributes(attribute.Bool("etcdpulse.success", err == nil), attribute.Float64("etcdpulse.duration_seconds", d.Seconds()))
+	r.opts.State.Record(t, name, o)
+	if r.opts.Duration != nil {
+		r.opts.Duration.WithLabelValues(name).Observe(d.Seconds())
+	}
+}
+
+func (r *Runner) evaluate() {
+	r.evalMu.Lock()
+	prev := r.View()
+	targets := r.opts.Targets.All()
+	results := r.opts.State.Snapshot(targets)
+	members, known := r.opts.Targets.Known()
+	v := Evaluate(prev, time.Now(), known, members, results)
+	r.view.Store(&v)
+	r.evalMu.Unlock()
+	if v.HasLeader && prev.Leader != 0 && v.LeaderChanges != prev.LeaderChanges {
+		r.opts.Logger.Info("leader changed", "from", MemberIDLabel(prev.Leader), "to", v.LeaderLabel(), "term", v.Term)
+	}
+	r.ready.Store(true)
+	if r.opts.OnView != nil {
+		r.opts.OnView(v)
+	}
+}
+
+// TimeoutError is a probe run that hit its deadline.
+type TimeoutError struct {
+	Probe   string
+	Timeout time.Duration
+	Err     error
+}
+
+func (e *TimeoutError) Error() string {
+	return e.Probe + ": no answer within " + e.Timeout.String()
+}
+
+func (e *TimeoutError) Unwrap() error { return e.Err }

@@ -1,0 +1,77 @@
+package probes
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strconv"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// StatusProbe calls Maintenance.Status on a member: leader, term, raft
+// indexes, database size and quota, version, learner flag and the alarms
+// the member knows of. Status is answered locally, so it works without
+// quorum.
+type StatusProbe struct {
+	State   *State
+	Targets *Targets
+}
+
+// Name implements Probe.
+func (p *StatusProbe) Name() string { return ProbeStatus }
+
+// Run implements Probe.
+func (p *StatusProbe) Run(ctx context.Context, t *Target) error {
+	resp, err := t.Maintenance.Status(ctx, t.Endpoint)
+	if err != nil {
+		p.State.SetStatus(t, nil)
+		return fmt.Errorf("status: %w", err)
+	}
+	st := statusFromResponse(resp)
+	if st.MemberID != 0 && p.Targets != nil {
+		p.Targets.Identify(t, st.MemberID)
+	}
+	p.State.SetStatus(t, st)
+	return nil
+}
+
+func statusFromResponse(resp *clientv3.StatusResponse) *Status {
+	st := &Status{
+		Leader:       resp.Leader,
+		Term:         resp.RaftTerm,
+		RaftIndex:    resp.RaftIndex,
+		AppliedIndex: resp.RaftAppliedIndex,
+		DBSize:       resp.DbSize,
+		DBSizeInUse:  resp.DbSizeInUse,
+		DBQuota:      resp.DbSizeQuota,
+		Version:      resp.Version,
+		IsLearner:    resp.IsLearner,
+	}
+	if resp.Header != nil {
+		st.MemberID = resp.Header.MemberId
+	}
+	for _, e := range resp.Errors {
+		if a, ok := ParseAlarm(e); ok {
+			st.Alarms = append(st.Alarms, a)
+		}
+	}
+	return st
+}
+
+// etcd renders an alarm in StatusResponse.Errors as pb.AlarmMember's text:
+// "memberID:123 alarm:NOSPACE ".
+var alarmText = regexp.MustCompile(`memberID:(\d+)\s+alarm:([A-Z_]+)`)
+
+// ParseAlarm reads one alarm from a StatusResponse error string.
+func ParseAlarm(s string) (Alarm, bool) {
+	m := alarmText.FindStringSubmatch(s)
+	if m == nil {
+		return Alarm{}, false
+	}
+	id, err := strconv.ParseUint(m[1], 10, 64)
+	if err != nil {
+		return Alarm{}, false
+	}
+	return Alarm{MemberID: id, Type: m[2]}, true
+}

@@ -1,0 +1,135 @@
+package probes
+
+import (
+	"testing"
+	"time"
+)
+
+func members(n int) []Member {
+	var out []Member
+	for i := 1; i <= n; i++ {
+		out = append(out, Member{ID: uint64(i), Name: string(rune('a' + i - 1)), ClientURLs: []string{"http://m"}})
+	}
+	return out
+}
+
+// result is a target that answered status with (leader, term, index) and
+// the given linearizable read outcome.
+func result(id, leader, term, index uint64, healthy bool) TargetResults {
+	return TargetResults{
+		Member:   Member{ID: id},
+		Endpoint: "http://m",
+		Local:    id == 1,
+		Status:   &Status{MemberID: id, Leader: leader, Term: term, RaftIndex: index, AppliedIndex: index},
+		Outcomes: map[string]Outcome{ProbeReadLinearizable: {OK: healthy}, ProbeReadSerializable: {OK: true}},
+	}
+}
+
+func down(id uint64) TargetResults {
+	return TargetResults{Member: Member{ID: id}, Endpoint: "http://m", Local: id == 1, Outcomes: map[string]Outcome{}}
+}
+
+func TestEvaluate(t *testing.T) {
+	cases := []struct {
+		name                               string
+		members                            []Member
+		results                            []TargetResults
+		up, hasLeader, disagree            bool
+		voters, healthy, quorum, tolerance int
+		leaderLabel                        string
+	}{
+		{"healthy 3", members(3), []TargetResults{result(1, 2, 5, 10, true), result(2, 2, 5, 10, true), result(3, 2, 5, 9, true)},
+			true, true, false, 3, 3, 2, 1, "b"},
+		{"one member down: quorum at risk", members(3), []TargetResults{result(1, 2, 5, 10, true), result(2, 2, 5, 10, true), down(3)},
+			true, true, false, 3, 2, 2, 0, "b"},
+		{"two down: quorum lost on the survivor", members(3), []TargetResults{result(1, 0, 6, 10, false), down(2), down(3)},
+			true, false, false, 3, 0, 2, -2, ""},
+		{"local frozen: view from the others", members(3), []TargetResults{down(1), result(2, 2, 5, 10, true), result(3, 2, 5, 10, true)},
+			false, true, false, 3, 2, 2, 0, "b"},
+		{"members disagree", members(3), []TargetResults{result(1, 2, 5, 10, true), result(2, 2, 5, 10, true), result(3, 3, 4, 8, false)},
+			true, false, true, 3, 2, 2, 0, ""},
+		{"learner does not vote", append(members(3), Member{ID: 4, Name: "d", IsLearner: true}),
+			[]TargetResults{result(1, 2, 5, 10, true), result(2, 2, 5, 10, true), result(3, 2, 5, 10, true), result(4, 2, 5, 10, true)},
+			true, true, false, 3, 3, 2, 1, "b"},
+		{"five members, two down", members(5), []TargetResults{result(1, 1, 3, 7, true), result(2, 1, 3, 7, true), result(3, 1, 3, 7, true), down(4), down(5)},
+			true, true, false, 5, 3, 3, 0, "a"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			v := Evaluate(View{}, time.Now(), true, c.members, c.results)
+			if v.Up != c.up || v.HasLeader != c.hasLeader || v.LeaderDisagreement != c.disagree {
+				t.Errorf("up/hasLeader/disagree = %v/%v/%v, want %v/%v/%v", v.Up, v.HasLeader, v.LeaderDisagreement, c.up, c.hasLeader, c.disagree)
+			}
+			if v.Voters != c.voters || v.HealthyVoters != c.healthy || v.QuorumSize != c.quorum || v.FaultTolerance != c.tolerance {
+				t.Errorf("voters/healthy/quorum/tolerance = %d/%d/%d/%d, want %d/%d/%d/%d",
+					v.Voters, v.HealthyVoters, v.QuorumSize, v.FaultTolerance, c.voters, c.healthy, c.quorum, c.tolerance)
+			}
+			if got := v.LeaderLabel(); got != c.leaderLabel {
+				t.Errorf("leader = %q, want %q", got, c.leaderLabel)
+			}
+		})
+	}
+}
+
+func TestEvaluateRaftIndexLag(t *testing.T) {
+	v := Evaluate(View{}, time.Now(), true, members(3), []TargetResults{result(1, 2, 5, 100, true), result(2, 2, 5, 120, true), down(3)})
+	m, _ := v.Member("a")
+	if m.RaftIndexLag != 20 {
+		t.Errorf("lag of a = %d, want 20", m.RaftIndexLag)
+	}
+	if m, _ := v.Member("c"); m.Reachable || m.RaftIndexLag != 0 {
+		t.Errorf("unreachable member c: reachable=%v lag=%d, want false/0", m.Reachable, m.RaftIndexLag)
+	}
+}
+
+// A leader killed: old leader, an election gap, a new leader. The change
+// counts once; the first leader seen and a steady leader do not count.
+func TestEvaluateLeaderChanges(t *testing.T) {
+	seq := []struct {
+		results []TargetResults
+		changes uint64
+	}{
+		{[]TargetResults{result(1, 2, 5, 10, true), result(2, 2, 5, 10, true), result(3, 2, 5, 10, true)}, 0},
+		{[]TargetResults{result(1, 2, 5, 11, true), result(2, 2, 5, 11, true), result(3, 2, 5, 11, true)}, 0},
+		{[]TargetResults{result(1, 0, 6, 11, false), down(2), result(3, 0, 6, 11, false)}, 0},
+		{[]TargetResults{result(1, 3, 6, 12, true), down(2), result(3, 3, 6, 12, true)}, 1},
+		{[]TargetResults{result(1, 3, 6, 13, true), result(2, 3, 6, 13, true), result(3, 3, 6, 13, true)}, 1},
+		// The same member re-elected in a new term is a change too.
+		{[]TargetResults{result(1, 3, 8, 14, true), result(2, 3, 8, 14, true), result(3, 3, 8, 14, true)}, 2},
+	}
+	var v View
+	for i, s := range seq {
+		v = Evaluate(v, time.Now(), true, members(3), s.results)
+		if v.LeaderChanges != s.changes {
+			t.Fatalf("step %d: leader changes = %d, want %d", i, v.LeaderChanges, s.changes)
+		}
+	}
+}
+
+func TestEvaluateUnknownMembership(t *testing.T) {
+	v := Evaluate(View{}, time.Now(), false, nil, []TargetResults{result(1, 1, 2, 3, true)})
+	if v.MembershipKnown || v.Voters != 0 || v.QuorumSize != 0 {
+		t.Errorf("before a member list: known=%v voters=%d quorum=%d, want false/0/0", v.MembershipKnown, v.Voters, v.QuorumSize)
+	}
+	if !v.Up || len(v.Members) != 1 {
+		t.Errorf("up=%v members=%d, want true/1", v.Up, len(v.Members))
+	}
+}
+
+func TestParseAlarm(t *testing.T) {
+	cases := []struct {
+		in   string
+		want Alarm
+		ok   bool
+	}{
+		{"memberID:10276657743932975437 alarm:NOSPACE ", Alarm{10276657743932975437, "NOSPACE"}, true},
+		{"memberID:1 alarm:CORRUPT ", Alarm{1, "CORRUPT"}, true},
+		{"etcdserver: no leader", Alarm{}, false},
+	}
+	for _, c := range cases {
+		got, ok := ParseAlarm(c.in)
+		if got != c.want || ok != c.ok {
+			t.Errorf("ParseAlarm(%q) = %v, %v; want %v, %v", c.in, got, ok, c.want, c.ok)
+		}
+	}
+}
