@@ -1,0 +1,157 @@
+package agent
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+
+	"github.com/etcdpulse/etcdpulse/collectors"
+	"github.com/etcdpulse/etcdpulse/internal/etcdtest"
+)
+
+func TestMembershipChanges(t *testing.T) {
+	c := etcdtest.Start(t, etcdtest.Options{Size: 3, Mode: etcdtest.InProcess})
+	a := startAgent(t, []string{c.Member(0).ClientURL()}, nil)
+	a.waitFor(t, "a healthy 3-member cluster", healthyCluster(3)...)
+
+	added := c.AddMember(t)
+	a.waitFor(t, "the added member followed",
+		gauge("etcdpulse_cluster_members", 4), gauge(mVoters, 4), gauge(mHealthy, 4), gauge(mQuorum, 3),
+		gauge(mTolerance, 1), gauge(mMember, 1, "member", added.Name()))
+
+	c.RemoveMember(t, added)
+	a.waitFor(t, "the removed member dropped", healthyCluster(3)...)
+	m := mustScrape(t, a)
+	if _, ok := m.value(mMember, "member", added.Name()); ok {
+		t.Errorf("removed member %s still exported", added.Name())
+	}
+}
+
+func TestTLS(t *testing.T) {
+	certs := etcdtest.NewTLS(t)
+	c := etcdtest.Start(t, etcdtest.Options{Size: 1, Mode: etcdtest.InProcess, TLS: certs})
+	url := c.Member(0).ClientURL()
+	if !strings.HasPrefix(url, "https://") {
+		t.Fatalf("client URL %s is not https", url)
+	}
+
+	t.Run("client certificate", func(t *testing.T) {
+		a := startAgent(t, []string{url}, func(cfg *Config) {
+			cfg.Etcd.TLS = TLSConfig{CAFile: certs.CAFile, CertFile: certs.ClientCertFile, KeyFile: certs.ClientKeyFile}
+		})
+		a.waitFor(t, "a healthy member over TLS", healthyCluster(1)...)
+	})
+
+	t.Run("no client certificate", func(t *testing.T) {
+		// The server demands a client certificate: the member is reported
+		// down, and the agent keeps running.
+		a := startAgent(t, []string{url}, func(cfg *Config) {
+			cfg.Etcd.TLS = TLSConfig{CAFile: certs.CAFile}
+		})
+		a.waitFor(t, "the member reported unreachable", gauge(mUp, 0),
+			gauge("etcdpulse_probe_success", 0, "probe", "status", "member", url))
+	})
+
+	t.Run("wrong files", func(t *testing.T) {
+		cfg := DefaultConfig()
+		cfg.Etcd.Endpoints = []string{url}
+		cfg.Etcd.TLS = TLSConfig{CAFile: certs.ClientKeyFile, CertFile: certs.ClientCertFile, KeyFile: certs.ClientKeyFile}
+		_, err := New(Options{Config: cfg})
+		want := `etcd.tls.ca_file (--etcd.cacert): "` + certs.ClientKeyFile + `" holds no PEM certificate`
+		if err == nil || err.Error() != want {
+			t.Fatalf("error = %v\nwant %s", err, want)
+		}
+		cfg.Etcd.TLS = TLSConfig{CAFile: certs.CAFile, CertFile: certs.ClientCertFile, KeyFile: certs.CAFile}
+		_, err = New(Options{Config: cfg})
+		if err == nil || !strings.HasPrefix(err.Error(), "etcd.tls.cert_file (--etcd.cert): cannot load the client certificate") {
+			t.Fatalf("error = %v, want one naming --etcd.cert", err)
+		}
+	})
+}
+
+// An endpoint where nothing listens: the agent becomes ready, reports the
+// member down and keeps serving.
+func TestUnreachableEndpoint(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + l.Addr().String()
+	l.Close()
+	a := startAgent(t, []string{url}, nil)
+	a.waitFor(t, "the endpoint reported down", gauge(mUp, 0),
+		gauge("etcdpulse_probe_success", 0, "probe", "status", "member", url),
+		gauge("etcdpulse_probe_success", 0, "probe", "read_linearizable", "member", url),
+		gauge(mHasLeader, 0))
+	for _, path := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get(a.url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s = %s, want 200", path, resp.Status)
+		}
+	}
+	if m := mustScrape(t, a); m["etcdpulse_cluster_fault_tolerance"] != nil {
+		t.Error("fault tolerance exported although no member list was ever read")
+	}
+}
+
+// The live /metrics of an agent on a real cluster: every family is in the
+// catalogue, every catalogue family is there, the text is promlint-clean,
+// and OpenMetrics is served when asked.
+func TestLiveMetrics(t *testing.T) {
+	c := etcdtest.Start(t, etcdtest.Options{Size: 3, Mode: etcdtest.InProcess})
+	a := startAgent(t, []string{c.Member(0).ClientURL()}, nil)
+	a.waitFor(t, "a healthy cluster", healthyCluster(3)...)
+	a.waitFor(t, "every probe succeeded once on every member",
+		gauge("etcdpulse_probe_success", 1, "probe", "member_list"))
+
+	body := get(t, a.url+"/metrics", "")
+	m := mustScrape(t, a)
+	for name := range m {
+		if _, ok := collectors.Lookup(name); !ok {
+			t.Errorf("%s exported but not in the catalogue", name)
+		}
+	}
+	for _, row := range collectors.Catalogue {
+		if _, ok := m[row.Name]; !ok {
+			t.Errorf("%s in the catalogue but not exported", row.Name)
+		}
+	}
+	problems, err := promlint.New(bytes.NewReader(body)).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+	}
+	om := get(t, a.url+"/metrics", "application/openmetrics-text; version=1.0.0")
+	if !bytes.HasSuffix(bytes.TrimSpace(om), []byte("# EOF")) {
+		t.Error("OpenMetrics output does not end with # EOF")
+	}
+}
+
+func get(t *testing.T, url, accept string) []byte {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
