@@ -33,10 +33,8 @@ type demoValues struct {
 	duration       time.Duration
 }
 
-var demoFlags = &demoValues{}
-
-func addDemoCommand(app *kingpin.Application) *kingpin.CmdClause {
-	f := demoFlags
+func addDemoCommand(app *kingpin.Application) (*kingpin.CmdClause, *demoValues) {
+	f := &demoValues{}
 	cmd := app.Command("demo", "Run a 3-member etcd cluster in this process with one agent per member, and show what the agents see.")
 	cmd.Flag("web.host", "Loopback address the three agents serve on.").Default("127.0.0.1").StringVar(&f.host)
 	cmd.Flag("web.port", "Port of the first agent; the others take the next two.").Default("12379").IntVar(&f.port)
@@ -46,12 +44,12 @@ func addDemoCommand(app *kingpin.Application) *kingpin.CmdClause {
 	cmd.Flag("status.interval", "How often to print the status screen.").Default("2s").DurationVar(&f.statusInterval)
 	cmd.Flag("prometheus.config", "Where to write a Prometheus configuration that scrapes the three agents (default: in the demo's temporary directory).").StringVar(&f.promConfig)
 	cmd.Flag("duration", "Stop by itself after this long (0: run until Ctrl-C).").Default("0s").DurationVar(&f.duration)
-	return cmd
+	return cmd, f
 }
 
-func runDemo(f *demoValues) int {
+func runDemo(f *demoValues, stdout, stderr io.Writer) int {
 	if ip := net.ParseIP(f.host); ip == nil || !ip.IsLoopback() {
-		fmt.Fprintf(os.Stderr, "etcdpulse demo: --web.host %q must be a loopback address such as 127.0.0.1\n", f.host)
+		fmt.Fprintf(stderr, "etcdpulse demo: --web.host %q must be a loopback address such as 127.0.0.1\n", f.host)
 		return 1
 	}
 	var addrs []string
@@ -61,7 +59,7 @@ func runDemo(f *demoValues) int {
 	// Bind the agents' ports before starting etcd, so a taken port fails fast.
 	ls, err := agent.Listen(addrs)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "etcdpulse demo: %v (use --web.port to move all three agents)\n", err)
+		fmt.Fprintf(stderr, "etcdpulse demo: %v (use --web.port to move all three agents)\n", err)
 		return 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -74,14 +72,14 @@ func runDemo(f *demoValues) int {
 
 	dir, err := os.MkdirTemp("", "etcdpulse-demo-")
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "etcdpulse demo: %v\n", err)
+		fmt.Fprintf(stderr, "etcdpulse demo: %v\n", err)
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	fmt.Printf("Starting a 3-member etcd cluster in %s ...\n", dir)
+	fmt.Fprintf(stdout, "Starting a 3-member etcd cluster in %s ...\n", dir)
 	cluster, err := demo.StartCluster(ctx, dir, 3)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "etcdpulse demo: %v\n", err)
+		fmt.Fprintf(stderr, "etcdpulse demo: %v\n", err)
 		for _, l := range ls {
 			l.Close()
 		}
@@ -99,7 +97,7 @@ func runDemo(f *demoValues) int {
 		cfg.Web.ListenAddresses = []string{addrs[i]}
 		a, err := agent.New(agent.Options{Config: cfg, Logger: logger})
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "etcdpulse demo: %v\n", err)
+			fmt.Fprintf(stderr, "etcdpulse demo: %v\n", err)
 			return 1
 		}
 		agents = append(agents, a)
@@ -113,7 +111,7 @@ func runDemo(f *demoValues) int {
 		promPath = filepath.Join(dir, "prometheus.yml")
 	}
 	if err := os.WriteFile(promPath, []byte(prometheusConfig(addrs)), 0o644); err != nil {
-		fmt.Fprintf(os.Stderr, "etcdpulse demo: --prometheus.config: %v\n", err)
+		fmt.Fprintf(stderr, "etcdpulse demo: --prometheus.config: %v\n", err)
 		return 1
 	}
 
@@ -126,14 +124,17 @@ func runDemo(f *demoValues) int {
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && !allReady(agents); {
 		time.Sleep(100 * time.Millisecond)
 	}
-	tty := isatty.IsTerminal(os.Stdout.Fd())
+	tty := false
+	if f, ok := stdout.(*os.File); ok {
+		tty = isatty.IsTerminal(f.Fd())
+	}
 	tick := time.NewTicker(f.statusInterval)
 	defer tick.Stop()
 	for {
-		printStatus(os.Stdout, tty, cluster, agents, addrs, promPath, f.chaos, events)
+		printStatus(stdout, tty, cluster, agents, addrs, promPath, f.chaos, events)
 		select {
 		case <-ctx.Done():
-			fmt.Println("\nStopping agents and etcd, removing", dir)
+			fmt.Fprintln(stdout, "\nStopping agents and etcd, removing", dir)
 			wg.Wait()
 			return 0
 		case <-tick.C:

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"fmt"
-
 	"github.com/alecthomas/kingpin/v2"
 
 	"github.com/etcdpulse/etcdpulse/collectors"
@@ -13,7 +11,4 @@ func addDocsCommand(app *kingpin.Application) *kingpin.CmdClause {
 	return docs.Command("metrics", "Print the metrics reference (docs/metrics.md).")
 }
 
-func runDocs() int {
-	fmt.Print(collectors.Markdown())
-	return 0
-}
+func docsText() string { return collectors.Markdown() }

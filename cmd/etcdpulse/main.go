@@ -3,6 +3,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -16,34 +17,37 @@ func init() {
 }
 
 func main() {
-	os.Exit(run(os.Args[1:]))
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
 // run parses the command line and runs the chosen command; it returns the
-// process exit code.
-func run(args []string) int {
+// process exit code: 0, 1 for a configuration or runtime error, 2 for bad
+// usage.
+func run(args []string, stdout, stderr io.Writer) int {
 	app := kingpin.New("etcdpulse", "Health-monitoring agent for etcd: probes a member and its cluster and exports Prometheus metrics.")
 	app.Version(version.Print("etcdpulse"))
 	app.HelpFlag.Short('h')
-	runCmd := addRunCommand(app)
-	demoCmd := addDemoCommand(app)
+	app.UsageWriter(stdout)
+	app.ErrorWriter(stderr)
+	runCmd, runFlags := addRunCommand(app)
+	demoCmd, demoFlags := addDemoCommand(app)
 	docsCmd := addDocsCommand(app)
 	app.Command("version", "Print the version.")
 
 	cmd, err := app.Parse(args)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "etcdpulse: %v\n", err)
+		fmt.Fprintf(stderr, "etcdpulse: %v\n", err)
 		return 2
 	}
 	switch cmd {
 	case runCmd.FullCommand():
-		return runAgent(runFlags)
+		return runAgent(runFlags, stdout, stderr)
 	case demoCmd.FullCommand():
-		return runDemo(demoFlags)
+		return runDemo(demoFlags, stdout, stderr)
 	case docsCmd.FullCommand():
-		return runDocs()
+		fmt.Fprint(stdout, docsText())
 	case "version":
-		fmt.Println(version.Print("etcdpulse"))
+		fmt.Fprintln(stdout, version.Print("etcdpulse"))
 	}
 	return 0
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -32,10 +33,8 @@ type flagValues struct {
 	set map[string]*bool
 }
 
-var runFlags = &flagValues{set: map[string]*bool{}}
-
-func addRunCommand(app *kingpin.Application) *kingpin.CmdClause {
-	f := runFlags
+func addRunCommand(app *kingpin.Application) (*kingpin.CmdClause, *flagValues) {
+	f := &flagValues{set: map[string]*bool{}}
 	cmd := app.Command("run", "Run the agent beside an etcd member (the default command).").Default()
 	flag := func(name, help string) *kingpin.FlagClause {
 		fc := cmd.Flag(name, help)
@@ -53,7 +52,7 @@ func addRunCommand(app *kingpin.Application) *kingpin.CmdClause {
 	flag("web.config.file", "exporter-toolkit web configuration file for TLS and authentication.").StringVar(&f.webConfigFile)
 	flag("log.level", "Only log messages with the given severity or above: debug, info, warn, error.").Default("info").StringVar(&f.logLevel)
 	flag("log.format", "Output format of log messages: logfmt, json.").Default("logfmt").StringVar(&f.logFormat)
-	return cmd
+	return cmd, f
 }
 
 // config merges the file (if any) with the flags the user set.
@@ -105,36 +104,36 @@ func splitList(in []string) []string {
 	return out
 }
 
-func newLogger(c agent.LogConfig) *slog.Logger {
+func newLogger(c agent.LogConfig, w io.Writer) *slog.Logger {
 	lvl, fmtv := promslog.NewLevel(), promslog.NewFormat()
 	_ = lvl.Set(c.Level)
 	_ = fmtv.Set(c.Format)
-	return promslog.New(&promslog.Config{Level: lvl, Format: fmtv})
+	return promslog.New(&promslog.Config{Level: lvl, Format: fmtv, Writer: w})
 }
 
-func runAgent(f *flagValues) int {
+func runAgent(f *flagValues, stdout, stderr io.Writer) int {
 	cfg, err := f.config()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "etcdpulse: invalid configuration:\n%s\n", indent(err.Error()))
+		fmt.Fprintf(stderr, "etcdpulse: invalid configuration:\n%s\n", indent(err.Error()))
 		return 1
 	}
 	if f.configCheck {
 		if _, err := agent.ClientTLS(cfg.Etcd.TLS); cfg.Etcd.TLS.Enabled() && err != nil {
-			fmt.Fprintf(os.Stderr, "etcdpulse: invalid configuration:\n%s\n", indent(err.Error()))
+			fmt.Fprintf(stderr, "etcdpulse: invalid configuration:\n%s\n", indent(err.Error()))
 			return 1
 		}
-		fmt.Println("configuration is valid")
+		fmt.Fprintln(stdout, "configuration is valid")
 		return 0
 	}
-	logger := newLogger(cfg.Log)
+	logger := newLogger(cfg.Log, stderr)
 	a, err := agent.New(agent.Options{Config: cfg, Logger: logger})
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "etcdpulse: invalid configuration:\n%s\n", indent(err.Error()))
+		fmt.Fprintf(stderr, "etcdpulse: invalid configuration:\n%s\n", indent(err.Error()))
 		return 1
 	}
 	ls, err := agent.Listen(cfg.Web.ListenAddresses)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "etcdpulse: %v\n", err)
+		fmt.Fprintf(stderr, "etcdpulse: %v\n", err)
 		return 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
