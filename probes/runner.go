@@ -70,7 +70,7 @@ func NewRunner(opts RunnerOptions) *Runner {
 // View returns the latest evaluated view.
 func (r *Runner) View() View { return *r.view.Load() }
 
-// Ready reports whether a first complete round has been evaluated.
+// Ready reports whether the first round has finished and been evaluated.
 func (r *Runner) Ready() bool { return r.ready.Load() }
 
 // Run runs rounds until ctx is done, then waits for runs in flight.
@@ -127,7 +127,7 @@ func (r *Runner) startRound(ctx context.Context, now time.Time) <-chan struct{} 
 		defer r.wg.Done()
 		defer close(done)
 		runs.Wait()
-		r.evaluate()
+		r.evaluate(round)
 		span.End()
 	}()
 	return done
@@ -209,7 +209,13 @@ func (r *Runner) runOne(ctx context.Context, s Scheduled, t *Target) {
 		err = ctx.Err()
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		err = &TimeoutError{Probe: name, Timeout: s.Schedule.Timeout, Err: err}
+		te := &TimeoutError{Probe: name, Timeout: s.Schedule.Timeout, Err: err}
+		if t.Client != nil {
+			// READY: connected, but the member did not answer (hung or
+			// frozen); otherwise it could not be reached at all.
+			te.Connection = t.Client.ActiveConnection().GetState().String()
+		}
+		err = te
 	}
 	o := Outcome{OK: err == nil, At: start, Duration: d}
 	if err != nil {
@@ -225,7 +231,7 @@ func (r *Runner) runOne(ctx context.Context, s Scheduled, t *Target) {
 	}
 }
 
-func (r *Runner) evaluate() {
+func (r *Runner) evaluate(round uint64) {
 	r.evalMu.Lock()
 	prev := r.View()
 	targets := r.opts.Targets.All()
@@ -233,11 +239,11 @@ func (r *Runner) evaluate() {
 	members, known := r.opts.Targets.Known()
 	v := Evaluate(prev, time.Now(), known, members, results)
 	r.view.Store(&v)
+	logChanges(r.opts.Logger, prev, v)
 	r.evalMu.Unlock()
-	if v.HasLeader && prev.Leader != 0 && v.LeaderChanges != prev.LeaderChanges {
-		r.opts.Logger.Info("leader changed", "from", MemberIDLabel(prev.Leader), "to", v.LeaderLabel(), "term", v.Term)
+	if round == 1 {
+		r.ready.Store(true)
 	}
-	r.ready.Store(true)
 	if r.opts.OnView != nil {
 		r.opts.OnView(v)
 	}
@@ -247,11 +253,64 @@ func (r *Runner) evaluate() {
 type TimeoutError struct {
 	Probe   string
 	Timeout time.Duration
-	Err     error
+	// Connection is the gRPC connection state at the deadline.
+	Connection string
+	Err        error
 }
 
 func (e *TimeoutError) Error() string {
-	return e.Probe + ": no answer within " + e.Timeout.String()
+	msg := e.Probe + ": no answer within " + e.Timeout.String()
+	switch e.Connection {
+	case "":
+	case "READY":
+		msg += " on an open connection"
+	default:
+		msg += "; connection " + e.Connection
+	}
+	return msg
 }
 
 func (e *TimeoutError) Unwrap() error { return e.Err }
+
+// logChanges logs what changed between two views, once per change: a
+// failing member is logged when it starts failing, not at every round.
+func logChanges(log *slog.Logger, prev, v View) {
+	if v.HasLeader && prev.Leader != 0 && v.LeaderChanges != prev.LeaderChanges {
+		log.Info("leader changed", "from", MemberIDLabel(prev.Leader), "to", v.LeaderLabel(), "term", v.Term)
+	}
+	if prev.HasLeader && !v.HasLeader {
+		log.Warn("cluster has no agreed leader", "disagreement", v.LeaderDisagreement)
+	}
+	was := map[string]MemberView{}
+	for _, m := range prev.Members {
+		was[m.Label] = m
+	}
+	for _, m := range v.Members {
+		p, seen := was[m.Label]
+		if m.Endpoint == "" || m.Outcomes[ProbeStatus].At.IsZero() {
+			continue // not probed yet
+		}
+		switch {
+		case (!seen || p.Reachable || p.Outcomes[ProbeStatus].At.IsZero()) && !m.Reachable:
+			msg := "etcd member not answering"
+			if m.Local {
+				msg = "local etcd member not answering (check --etcd.endpoints and the TLS flags)"
+			}
+			log.Warn(msg, "member", m.Label, "endpoint", m.Endpoint, "err", m.Outcomes[ProbeStatus].Err)
+		case seen && !p.Reachable && m.Reachable:
+			log.Info("etcd member answering again", "member", m.Label, "endpoint", m.Endpoint)
+		case m.Reachable && (!seen || p.Healthy) && !m.Healthy:
+			log.Warn("etcd member fails linearizable reads", "member", m.Label, "err", m.Outcomes[ProbeReadLinearizable].Err)
+		}
+	}
+	if v.MembershipKnown && v.FaultTolerance != prev.FaultTolerance {
+		switch {
+		case v.FaultTolerance < 0:
+			log.Error("quorum lost", "healthy_voters", v.HealthyVoters, "voters", v.Voters, "quorum", v.QuorumSize)
+		case v.FaultTolerance == 0:
+			log.Warn("quorum at risk: one more failure loses it", "healthy_voters", v.HealthyVoters, "voters", v.Voters)
+		case prev.MembershipKnown:
+			log.Info("fault tolerance changed", "fault_tolerance", v.FaultTolerance, "healthy_voters", v.HealthyVoters, "voters", v.Voters)
+		}
+	}
+}
