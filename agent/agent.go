@@ -29,7 +29,11 @@ type Options struct {
 	Config Config
 	// Logger is required for useful logs; nil discards them.
 	Logger *slog.Logger
-	// TracerProvider receives a span per probe round and run; nil is no-op.
+	// TracerProvider receives a trace per probe round, a span per probe
+	// run and per etcd RPC; nil is no-op. When it is an OpenTelemetry SDK
+	// provider, the agent adds a zpages span processor to it for
+	// /debug/tracez, and removes it when Run returns. NewTracerProvider
+	// builds one from the OTEL_* environment variables.
 	TracerProvider trace.TracerProvider
 	// TLS, when set, is used for etcd instead of Config.Etcd.TLS (for a
 	// program that already holds its client TLS config).
@@ -43,6 +47,8 @@ type Agent struct {
 	registry *prometheus.Registry
 	targets  *probes.Targets
 	runner   *probes.Runner
+	tracez   http.Handler
+	untrace  func()
 }
 
 // New builds an agent: it checks the configuration, loads the TLS files and
@@ -83,6 +89,8 @@ func New(opts Options) (*Agent, error) {
 		DialTimeout: time.Duration(cfg.Etcd.DialTimeout),
 		Username:    cfg.Etcd.Username,
 		Password:    cfg.Etcd.Password,
+		// Only the caller's: without one, no per-RPC handler at all.
+		TracerProvider: opts.TracerProvider,
 	}, logger)
 	if err != nil {
 		return nil, &FieldError{Field: "etcd.endpoints", Flag: "etcd.endpoints", Msg: err.Error()}
@@ -98,12 +106,24 @@ func New(opts Options) (*Agent, error) {
 		{Probe: &probes.ReadProbe{Key: cfg.Etcd.KeyPrefix + "health"}, Scope: probes.EveryMember, Schedule: sched(cfg.Probes.Read)},
 		{Probe: &probes.ReadProbe{Key: cfg.Etcd.KeyPrefix + "health", Serializable: true}, Scope: probes.EveryMember, Schedule: sched(cfg.Probes.Read)},
 	}
+	// Capabilities beyond the core add their probes and collectors here,
+	// each from its own file.
+	w := &wiring{cfg: cfg, tls: tlsCfg, logger: logger, state: state, targets: targets, registry: reg, probes: &scheduled}
+	for _, add := range []func(*wiring) error{addDisk, addNetwork, addHost} {
+		if err := add(w); err != nil {
+			targets.Close()
+			return nil, err
+		}
+	}
 	tick := time.Duration(cfg.Probes.Interval)
-	var names []string
+	var everyMember []string
 	for _, s := range scheduled {
 		tick = min(tick, s.Schedule.Interval)
-		names = append(names, s.Probe.Name())
+		if s.Scope == probes.EveryMember {
+			everyMember = append(everyMember, s.Probe.Name())
+		}
 	}
+	figs, onView := figureHooks(tp, reg)
 	runner := probes.NewRunner(probes.RunnerOptions{
 		Targets:  targets,
 		State:    state,
@@ -112,19 +132,37 @@ func New(opts Options) (*Agent, error) {
 		Logger:   logger,
 		Tracer:   tp.Tracer("github.com/etcdpulse/etcdpulse/probes"),
 		Duration: duration,
+		Figures:  figs,
+		OnView:   onView,
 	})
 	reg.MustRegister(
 		versioncollector.NewCollector("etcdpulse"),
 		duration,
-		collectors.NewClusterCollector(runner, names),
+		collectors.NewClusterCollector(runner, everyMember),
 	)
-	return &Agent{cfg: cfg, logger: logger, registry: reg, targets: targets, runner: runner}, nil
+	a := &Agent{cfg: cfg, logger: logger, registry: reg, targets: targets, runner: runner}
+	a.tracez, a.untrace = tracez(tp)
+	return a, nil
+}
+
+// wiring is what a capability needs to add its probes and collectors.
+type wiring struct {
+	cfg Config
+	// tls is the client TLS for etcd (from Options.TLS or the files), nil
+	// for plain connections.
+	tls      *tls.Config
+	logger   *slog.Logger
+	state    *probes.State
+	targets  *probes.Targets
+	registry *prometheus.Registry
+	probes   *[]probes.Scheduled
 }
 
 // Run probes until ctx is done, then closes the etcd clients. It returns
 // only then: etcd failing is reported in metrics, never returned.
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.targets.Close()
+	defer a.untrace()
 	a.logger.Info("probing etcd", "endpoints", a.cfg.Etcd.Endpoints, "interval", a.cfg.Probes.Interval, "timeout", a.cfg.Probes.Timeout)
 	a.runner.Run(ctx)
 	return nil

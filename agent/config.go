@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"time"
@@ -21,6 +22,12 @@ type Config struct {
 	Web    WebConfig    `yaml:"web"`
 	Log    LogConfig    `yaml:"log"`
 	Probes ProbesConfig `yaml:"probes"`
+	// Disk is the fsync probe (config_disk.go).
+	Disk DiskConfig `yaml:"disk"`
+	// Network is the peer latency probe (config_network.go).
+	Network NetworkConfig `yaml:"network"`
+	// Host is the host and etcd-process collector (config_host.go).
+	Host HostConfig `yaml:"host"`
 }
 
 // EtcdConfig says how to reach the local member.
@@ -35,6 +42,22 @@ type EtcdConfig struct {
 	// KeyPrefix is the only key space the agent reads probe keys from or
 	// writes to.
 	KeyPrefix string `yaml:"key_prefix"`
+	// DataDir is the member's --data-dir, for the disk probe and the host
+	// collector.
+	DataDir string `yaml:"data_dir"`
+	// WALDir is the member's --wal-dir; empty means DataDir/member/wal.
+	WALDir string `yaml:"wal_dir"`
+	// MetricsURL is the local member's own /metrics (kubeadm:
+	// http://127.0.0.1:2381/metrics); empty means not scraped.
+	MetricsURL string `yaml:"metrics_url"`
+}
+
+// WAL returns the member's WAL directory.
+func (e EtcdConfig) WAL() string {
+	if e.WALDir != "" {
+		return e.WALDir
+	}
+	return filepath.Join(e.DataDir, "member", "wal")
 }
 
 // TLSConfig holds the client certificate files for etcd.
@@ -116,6 +139,7 @@ const (
 	DefaultListenAddress = ":12379"
 	DefaultEndpoint      = "http://127.0.0.1:2379"
 	DefaultKeyPrefix     = "/etcdpulse/"
+	DefaultDataDir       = "/var/lib/etcd"
 	DefaultInterval      = time.Second
 	// DefaultTimeout is the deadline of a probe run, and so the time a
 	// member may take to answer a linearizable read and still be healthy:
@@ -130,6 +154,7 @@ func DefaultConfig() Config {
 	return Config{
 		Etcd: EtcdConfig{
 			Endpoints:   []string{DefaultEndpoint},
+			DataDir:     DefaultDataDir,
 			DialTimeout: Duration(DefaultDialTimeout),
 			KeyPrefix:   DefaultKeyPrefix,
 		},
@@ -139,6 +164,9 @@ func DefaultConfig() Config {
 			Interval: Duration(DefaultInterval),
 			Timeout:  Duration(DefaultTimeout),
 		},
+		Disk:    defaultDiskConfig(),
+		Network: defaultNetworkConfig(),
+		Host:    defaultHostConfig(),
 	}
 }
 
@@ -348,6 +376,9 @@ func (c *Config) Validate() error {
 			bad("probes."+p.name+".timeout", "", "must not be negative, got %s", p.s.Timeout)
 		}
 	}
+	c.Disk.validate(c.Etcd, bad)
+	c.Network.validate(bad)
+	c.Host.validate(c.Etcd, bad)
 	return errors.Join(errs...)
 }
 

@@ -23,6 +23,8 @@ func newHandler(a *Agent) http.Handler {
 		ErrorLog:          slog.NewLogLogger(a.logger.Handler(), slog.LevelError),
 		ErrorHandling:     promhttp.ContinueOnError,
 	}))
+	// Recent probe spans, by name and latency, without any collector.
+	mux.Handle("/debug/tracez", a.tracez)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
@@ -41,6 +43,7 @@ func newHandler(a *Agent) http.Handler {
 			{Address: "/metrics", Text: "Metrics"},
 			{Address: "/healthz", Text: "Health", Description: "the agent is alive"},
 			{Address: "/readyz", Text: "Readiness", Description: "the first probe round is done"},
+			{Address: "/debug/tracez", Text: "Traces", Description: "recent probe spans (zpages)"},
 		},
 	})
 	if err == nil {

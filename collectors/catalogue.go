@@ -70,6 +70,9 @@ var (
 	MemberInfo = Metric{"etcdpulse_member_info", Gauge,
 		"Constant 1 per member, labelled with its hex ID and the etcd version it last reported.",
 		[]string{"member", "member_id", "version"}, "member"}
+	LocalMemberInfo = Metric{"etcdpulse_local_member_info", Gauge,
+		"Constant 1 naming the member this agent sits beside, once it has answered; joins node-level metrics to a member.",
+		[]string{"member", "member_id"}, "member"}
 	MemberReachable = Metric{"etcdpulse_member_reachable", Gauge,
 		"1 when the member answered its last status probe, else 0.", []string{"member"}, "member"}
 	MemberHealthy = Metric{"etcdpulse_member_healthy", Gauge,
@@ -97,15 +100,81 @@ var (
 		"1 when the probe's last run against the member succeeded, else 0.", []string{"probe", "member"}, "probe"}
 	ProbeDuration = Metric{"etcdpulse_probe_duration_seconds", Histogram,
 		"Duration of probe runs, failed ones included.", []string{"probe"}, "probe"}
+
+	FsyncDuration = Metric{"etcdpulse_disk_fsync_duration_seconds", Histogram,
+		"Duration of the fsync probe's fdatasync calls, each after a small sequential write into a fresh preallocated file on the WAL's filesystem, as etcd's WAL syncs.", nil, "disk"}
+	FsyncStalled = Metric{"etcdpulse_disk_fsync_stalled", Gauge,
+		"1 while a disk operation of the fsync probe (normally its fdatasync) has been outstanding for longer than the stall threshold (disk.stall_threshold), else 0.", nil, "disk"}
+	FsyncStalledSeconds = Metric{"etcdpulse_disk_fsync_stalled_seconds", Gauge,
+		"Seconds the fsync probe's outstanding disk operation has been waiting so far, 0 when none is outstanding.", nil, "disk"}
+	FsyncRefused = Metric{"etcdpulse_disk_fsync_probe_refused", Gauge,
+		"1 while the fsync probe refuses to measure, by reason: tmpfs, overlay, other_device, no_wal_dir, no_space, error; absent while it measures.", []string{"reason"}, "disk"}
+	FsyncWritten = Metric{"etcdpulse_disk_fsync_written_bytes_total", Counter,
+		"Bytes the fsync probe wrote.", nil, "disk"}
+
+	NetworkPeerRTT = Metric{"etcdpulse_network_peer_rtt_seconds", Histogram,
+		"Time of one network phase from this agent to another member, by phase: connect_peer (TCP connect to its peer URL), connect_client (TCP connect to its client URL), tls_handshake (TLS handshake on that fresh client connection, https only), request (a serializable read of the probe key on the kept-alive client connection).", []string{"peer", "phase"}, "network"}
+	NetworkPeerUp = Metric{"etcdpulse_network_peer_up", Gauge,
+		"1 when the last attempt of the phase to the peer succeeded, 0 when it failed (refused, reset or timed out).", []string{"peer", "phase"}, "network"}
+
+	HostFilesystemSize = Metric{"etcdpulse_host_filesystem_size_bytes", Gauge,
+		"Size of the filesystem holding etcd's data (dir=\"data\") or WAL (dir=\"wal\") directory; absent while the directory cannot be read.", []string{"dir"}, "host"}
+	HostFilesystemFree = Metric{"etcdpulse_host_filesystem_free_bytes", Gauge,
+		"Bytes available to unprivileged users on the filesystem of the directory.", []string{"dir"}, "host"}
+	HostFilesystemFiles = Metric{"etcdpulse_host_filesystem_files", Gauge,
+		"Inodes of the filesystem of the directory; absent on filesystems without a fixed inode count (btrfs).", []string{"dir"}, "host"}
+	HostFilesystemFilesFree = Metric{"etcdpulse_host_filesystem_files_free", Gauge,
+		"Free inodes of the filesystem of the directory; absent on filesystems without a fixed inode count (btrfs).", []string{"dir"}, "host"}
+	HostDiskReads = Metric{"etcdpulse_host_disk_reads_completed_total", Counter,
+		"Reads completed by the block device under etcd's data or WAL directory (/proc/diskstats).", []string{"device"}, "host"}
+	HostDiskWrites = Metric{"etcdpulse_host_disk_writes_completed_total", Counter,
+		"Writes completed by the block device.", []string{"device"}, "host"}
+	HostDiskReadTime = Metric{"etcdpulse_host_disk_read_time_seconds_total", Counter,
+		"Seconds spent by all reads of the block device; divided by reads, the read await.", []string{"device"}, "host"}
+	HostDiskWriteTime = Metric{"etcdpulse_host_disk_write_time_seconds_total", Counter,
+		"Seconds spent by all writes of the block device; divided by writes, the write await.", []string{"device"}, "host"}
+	HostDiskIOTime = Metric{"etcdpulse_host_disk_io_time_seconds_total", Counter,
+		"Seconds the block device was busy with at least one I/O; its rate is the utilisation.", []string{"device"}, "host"}
+	HostDiskIOTimeWeighted = Metric{"etcdpulse_host_disk_io_time_weighted_seconds_total", Counter,
+		"Seconds spent doing I/O weighted by the I/Os in flight; its rate is the average queue size.", []string{"device"}, "host"}
+	HostDiskIONow = Metric{"etcdpulse_host_disk_io_now", Gauge,
+		"I/Os in flight on the block device.", []string{"device"}, "host"}
+	HostCPUIowait = Metric{"etcdpulse_host_cpu_iowait_seconds_total", Counter,
+		"Seconds the node's CPUs, summed, spent idle with I/O outstanding.", nil, "host"}
+	EtcdProcessCPU = Metric{"etcdpulse_etcd_process_cpu_seconds_total", Counter,
+		"User and system CPU seconds of the etcd process (found by host.pid_file or host.process_name); absent while it is not found or not readable.", nil, "host"}
+	EtcdProcessRSS = Metric{"etcdpulse_etcd_process_resident_memory_bytes", Gauge,
+		"Resident memory of the etcd process.", nil, "host"}
+	EtcdProcessOpenFDs = Metric{"etcdpulse_etcd_process_open_fds", Gauge,
+		"Open file descriptors of the etcd process; reading them needs the process's user or CAP_SYS_PTRACE.", nil, "host"}
+	EtcdProcessMaxFDs = Metric{"etcdpulse_etcd_process_max_fds", Gauge,
+		"Soft limit on open file descriptors of the etcd process.", nil, "host"}
+	EtcdProcessStartTime = Metric{"etcdpulse_etcd_process_start_time_seconds", Gauge,
+		"Start time of the etcd process since the Unix epoch; a change is a restart.", nil, "host"}
+
+	EtcdWALFsync = Metric{"etcdpulse_etcd_wal_fsync_duration_seconds", Histogram,
+		"etcd's own etcd_disk_wal_fsync_duration_seconds, read from the local member's metrics URL (etcd.metrics_url) with etcd's buckets.", nil, "etcd"}
+	EtcdBackendCommit = Metric{"etcdpulse_etcd_backend_commit_duration_seconds", Histogram,
+		"etcd's own etcd_disk_backend_commit_duration_seconds, read from the local member's metrics URL.", nil, "etcd"}
+	EtcdPeerRTT = Metric{"etcdpulse_etcd_peer_round_trip_time_seconds", Histogram,
+		"etcd's own etcd_network_peer_round_trip_time_seconds from the local member to each peer (its To label mapped to the member label), read from the local member's metrics URL.", []string{"peer"}, "etcd"}
+	EtcdMetricsUp = Metric{"etcdpulse_etcd_metrics_up", Gauge,
+		"1 when the last read of the local member's metrics URL succeeded, else 0; absent when etcd.metrics_url is not set.", nil, "etcd"}
 )
 
 // Catalogue lists every metric etcdpulse exports, in documentation order.
 var Catalogue = []Metric{
 	Up, BuildInfo, LastRound, Requests,
 	HasLeader, LeaderDisagreement, LeaderChanges, Term, Members, VotingMembers, HealthyVotingMembers, QuorumSize, FaultTolerance,
-	MemberInfo, MemberReachable, MemberHealthy, MemberIsLeader, MemberIsLearner, MemberRaftTerm, MemberRaftIndexLag, MemberApplyLag,
+	MemberInfo, LocalMemberInfo, MemberReachable, MemberHealthy, MemberIsLeader, MemberIsLearner, MemberRaftTerm, MemberRaftIndexLag, MemberApplyLag,
 	MemberDBSize, MemberDBSizeInUse, MemberDBQuota, MemberAlarm,
 	ProbeSuccess, ProbeDuration,
+	FsyncDuration, FsyncStalled, FsyncStalledSeconds, FsyncRefused, FsyncWritten,
+	NetworkPeerRTT, NetworkPeerUp,
+	HostFilesystemSize, HostFilesystemFree, HostFilesystemFiles, HostFilesystemFilesFree,
+	HostDiskReads, HostDiskWrites, HostDiskReadTime, HostDiskWriteTime, HostDiskIOTime, HostDiskIOTimeWeighted, HostDiskIONow,
+	HostCPUIowait, EtcdProcessCPU, EtcdProcessRSS, EtcdProcessOpenFDs, EtcdProcessMaxFDs, EtcdProcessStartTime,
+	EtcdWALFsync, EtcdBackendCommit, EtcdPeerRTT, EtcdMetricsUp,
 }
 
 // Lookup returns the catalogue row for a metric name; histogram series
@@ -131,6 +200,10 @@ var groupTitles = map[string]string{
 	"cluster": "Cluster",
 	"member":  "Members",
 	"probe":   "Probes",
+	"disk":    "Disk",
+	"network": "Network",
+	"host":    "Host and etcd process",
+	"etcd":    "etcd's own view",
 }
 
 // Markdown renders the metrics reference (docs/metrics.md).

@@ -11,6 +11,9 @@ import (
 // ViewSource gives the latest evaluated cluster view; the runner is one.
 type ViewSource interface {
 	View() probes.View
+	// Ready reports whether the first probe round is done; nothing is
+	// exported before.
+	Ready() bool
 }
 
 // ClusterCollector exports the cluster view: leader, quorum, members and
@@ -25,16 +28,17 @@ type ClusterCollector struct {
 var clusterMetrics = []Metric{
 	Up, LastRound, Requests,
 	HasLeader, LeaderDisagreement, LeaderChanges, Term, Members, VotingMembers, HealthyVotingMembers, QuorumSize, FaultTolerance,
-	MemberInfo, MemberReachable, MemberHealthy, MemberIsLeader, MemberIsLearner, MemberRaftTerm, MemberRaftIndexLag, MemberApplyLag,
+	MemberInfo, LocalMemberInfo, MemberReachable, MemberHealthy, MemberIsLeader, MemberIsLearner, MemberRaftTerm, MemberRaftIndexLag, MemberApplyLag,
 	MemberDBSize, MemberDBSizeInUse, MemberDBQuota, MemberAlarm,
 	ProbeSuccess,
 }
 
-// NewClusterCollector returns a collector over src. probeNames lists the
-// probes whose success is exported for every member, so that a probe that
-// has not run yet against a member shows as 0 rather than missing.
-func NewClusterCollector(src ViewSource, probeNames []string) *ClusterCollector {
-	c := &ClusterCollector{src: src, probes: probeNames, descs: map[string]*prometheus.Desc{}}
+// NewClusterCollector returns a collector over src. everyMember lists the
+// probes that run against every member: their success is exported for
+// every member, 0 until a first run succeeds, rather than missing. Other
+// probes' success shows only for the members they ran against.
+func NewClusterCollector(src ViewSource, everyMember []string) *ClusterCollector {
+	c := &ClusterCollector{src: src, probes: everyMember, descs: map[string]*prometheus.Desc{}}
 	for _, m := range clusterMetrics {
 		c.descs[m.Name] = m.Desc()
 	}
@@ -50,10 +54,10 @@ func (c *ClusterCollector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (c *ClusterCollector) Collect(ch chan<- prometheus.Metric) {
-	v := c.src.View()
-	if v.At.IsZero() {
-		return // no round evaluated yet: /readyz says so
+	if !c.src.Ready() {
+		return // no round finished yet: /readyz says so
 	}
+	v := c.src.View()
 	gauge := func(m Metric, val float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(c.descs[m.Name], prometheus.GaugeValue, val, labels...)
 	}
@@ -71,8 +75,10 @@ func (c *ClusterCollector) Collect(ch chan<- prometheus.Metric) {
 	if v.MembershipKnown {
 		gauge(Members, float64(len(v.Members)))
 		gauge(VotingMembers, float64(v.Voters))
-		gauge(HealthyVotingMembers, float64(v.HealthyVoters))
 		gauge(QuorumSize, float64(v.QuorumSize))
+	}
+	if v.MembershipKnown && v.HealthKnown {
+		gauge(HealthyVotingMembers, float64(v.HealthyVoters))
 		gauge(FaultTolerance, float64(v.FaultTolerance))
 	}
 	labelOf := map[uint64]string{}
@@ -116,6 +122,9 @@ func (c *ClusterCollector) collectMember(ch chan<- prometheus.Metric, gauge func
 			version = m.Status.Version
 		}
 		gauge(MemberInfo, 1, l, probes.MemberIDLabel(m.ID), version)
+		if m.Local {
+			gauge(LocalMemberInfo, 1, l, probes.MemberIDLabel(m.ID))
+		}
 	}
 	if v.HasLeader || m.Reachable {
 		gauge(MemberIsLeader, b2f(m.IsLeader), l)
@@ -146,14 +155,16 @@ func (c *ClusterCollector) collectMember(ch chan<- prometheus.Metric, gauge func
 	for method, n := range m.Requests {
 		ch <- prometheus.MustNewConstMetric(c.descs[Requests.Name], prometheus.CounterValue, float64(n), l, method)
 	}
+	// Probes of every member show from the start, 0 until they succeed;
+	// the others (one member, the local one, the peers) only where they
+	// ran.
 	for _, p := range c.probes {
-		if p == probes.ProbeMemberList {
-			if o, ok := m.Outcomes[p]; ok {
-				gauge(ProbeSuccess, b2f(o.OK), p, l)
-			}
-			continue
-		}
 		gauge(ProbeSuccess, b2f(m.Outcomes[p].OK), p, l)
+	}
+	for p, o := range m.Outcomes {
+		if !slices.Contains(c.probes, p) {
+			gauge(ProbeSuccess, b2f(o.OK), p, l)
+		}
 	}
 }
 

@@ -26,6 +26,12 @@ const (
 	// AnyMember probes ask a cluster-wide question of one reachable
 	// member: the local one while it answers, another one otherwise.
 	AnyMember
+	// LocalMember probes measure the local member's host (its disk), not
+	// etcd: they run against the local target only, answering or not.
+	LocalMember
+	// PeerMembers probes measure the network to the other members: they
+	// run against each member except the local one.
+	PeerMembers
 )
 
 // Schedule is how often a probe runs and how long one run may take.

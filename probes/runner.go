@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
@@ -30,6 +29,10 @@ type RunnerOptions struct {
 	Duration prometheus.ObserverVec
 	// OnView is called with each new view, outside any lock.
 	OnView func(View)
+	// Figures returns measurements to attach to leader and quorum change
+	// events (fsync and peer latency at that moment), keyed by attribute
+	// name; nil, or a figure left out, omits it.
+	Figures func() map[string]float64
 }
 
 // Runner runs the probes in rounds. A run that outlives its round does not
@@ -100,7 +103,8 @@ func (r *Runner) startRound(ctx context.Context, now time.Time) <-chan struct{} 
 	r.round++
 	round := r.round
 	r.mu.Unlock()
-	ctx, span := r.opts.Tracer.Start(ctx, "etcdpulse.round", trace.WithAttributes(attribute.Int64("etcdpulse.round", int64(round))))
+	// A round is the root of its own trace, whatever ctx carries.
+	ctx, span := r.opts.Tracer.Start(ctx, SpanRound, trace.WithNewRoot(), trace.WithAttributes(AttrRound.Int64(int64(round))))
 
 	var runs sync.WaitGroup
 	targets := r.opts.Targets.All()
@@ -113,9 +117,11 @@ func (r *Runner) startRound(ctx context.Context, now time.Time) <-chan struct{} 
 			if t := r.clusterTarget(round); t != nil {
 				r.launch(ctx, &runs, s, t)
 			}
+		case LocalMember:
+			r.launch(ctx, &runs, s, r.opts.Targets.Local())
 		default:
 			for _, t := range targets {
-				if t.Client != nil {
+				if t.Client != nil && (s.Scope != PeerMembers || !t.Local) {
 					r.launch(ctx, &runs, s, t)
 				}
 			}
@@ -127,7 +133,7 @@ func (r *Runner) startRound(ctx context.Context, now time.Time) <-chan struct{} 
 		defer r.wg.Done()
 		defer close(done)
 		runs.Wait()
-		r.evaluate(round)
+		r.evaluate(round, span)
 		span.End()
 	}()
 	return done
@@ -193,11 +199,7 @@ func (r *Runner) launch(ctx context.Context, runs *sync.WaitGroup, s Scheduled, 
 func (r *Runner) runOne(ctx context.Context, s Scheduled, t *Target) {
 	name := s.Probe.Name()
 	label := t.Label()
-	ctx, span := r.opts.Tracer.Start(ctx, "etcdpulse.probe."+name, trace.WithAttributes(
-		attribute.String("etcdpulse.probe", name),
-		attribute.String("etcdpulse.member", label),
-		attribute.String("server.address", t.Endpoint),
-	))
+	ctx, span := r.opts.Tracer.Start(ctx, SpanProbePrefix+name, trace.WithAttributes(runAttributes(s, t, r.View())...))
 	defer span.End()
 	ctx, cancel := context.WithTimeout(ctx, s.Schedule.Timeout)
 	defer cancel()
@@ -224,14 +226,18 @@ func (r *Runner) runOne(ctx context.Context, s Scheduled, t *Target) {
 		span.SetStatus(codes.Error, err.Error())
 		r.opts.Logger.Debug("probe failed", "probe", name, "member", label, "err", err)
 	}
-	span.SetAttributes(attribute.Bool("etcdpulse.success", err == nil), attribute.Float64("etcdpulse.duration_seconds", d.Seconds()))
+	result := resultSuccess
+	if err != nil {
+		result = resultFailure
+	}
+	span.SetAttributes(AttrResult.String(result), AttrDuration.Float64(d.Seconds()))
 	r.opts.State.Record(t, name, o)
 	if r.opts.Duration != nil {
-		r.opts.Duration.WithLabelValues(name).Observe(d.Seconds())
+		Observe(ctx, r.opts.Duration.WithLabelValues(name), d.Seconds())
 	}
 }
 
-func (r *Runner) evaluate(round uint64) {
+func (r *Runner) evaluate(round uint64, span trace.Span) {
 	r.evalMu.Lock()
 	prev := r.View()
 	targets := r.opts.Targets.All()
@@ -241,6 +247,8 @@ func (r *Runner) evaluate(round uint64) {
 	r.view.Store(&v)
 	logChanges(r.opts.Logger, prev, v)
 	r.evalMu.Unlock()
+	span.SetAttributes(roundAttributes(v)...)
+	traceChanges(span, prev, v, r.opts.Figures)
 	if round == 1 {
 		r.ready.Store(true)
 	}
@@ -303,13 +311,18 @@ func logChanges(log *slog.Logger, prev, v View) {
 			log.Warn("etcd member fails linearizable reads", "member", m.Label, "err", m.Outcomes[ProbeReadLinearizable].Err)
 		}
 	}
-	if v.MembershipKnown && v.FaultTolerance != prev.FaultTolerance {
+	// Only once every voter has been probed: a member just discovered has
+	// no read yet and is not a failure. A bad state is logged when first
+	// known, a change when it happens.
+	changed := v.HealthKnown && prev.HealthKnown && v.FaultTolerance != prev.FaultTolerance
+	firstBad := v.HealthKnown && !prev.HealthKnown && v.FaultTolerance <= 0
+	if changed || firstBad {
 		switch {
 		case v.FaultTolerance < 0:
 			log.Error("quorum lost", "healthy_voters", v.HealthyVoters, "voters", v.Voters, "quorum", v.QuorumSize)
 		case v.FaultTolerance == 0:
 			log.Warn("quorum at risk: one more failure loses it", "healthy_voters", v.HealthyVoters, "voters", v.Voters)
-		case prev.MembershipKnown:
+		default:
 			log.Info("fault tolerance changed", "fault_tolerance", v.FaultTolerance, "healthy_voters", v.HealthyVoters, "voters", v.Voters)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // StatusProbe calls Maintenance.Status on a member: leader, term, raft
@@ -29,6 +30,7 @@ func (p *StatusProbe) Run(ctx context.Context, t *Target) error {
 		return fmt.Errorf("status: %w", err)
 	}
 	st := statusFromResponse(resp)
+	trace.SpanFromContext(ctx).SetAttributes(statusAttributes(st)...)
 	if st.MemberID != 0 && p.Targets != nil {
 		p.Targets.Identify(t, st.MemberID)
 	}

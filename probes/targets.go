@@ -13,8 +13,13 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 )
 
 // Member is one etcd member as the agent knows it from the member list.
@@ -109,6 +114,9 @@ type ClientConfig struct {
 	DialTimeout time.Duration
 	Username    string
 	Password    string
+	// TracerProvider, when set, traces each etcd RPC as a child span of
+	// the probe run that sent it.
+	TracerProvider trace.TracerProvider
 }
 
 // Targets is the set of members the agent probes. It starts from the
@@ -166,7 +174,7 @@ func (ts *Targets) newTarget(m Member, endpoint string) (*Target, error) {
 		Username:             ts.cfg.Username,
 		Password:             ts.cfg.Password,
 		Logger:               zap.NewNop(),
-		DialOptions:          []grpc.DialOption{grpc.WithChainUnaryInterceptor(count)},
+		DialOptions:          ts.dialOptions(count),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("etcd client for %s: %w", endpoint, err)
@@ -174,6 +182,29 @@ func (ts *Targets) newTarget(m Member, endpoint string) (*Target, error) {
 	t.Client = cli
 	t.Maintenance = clientv3.NewMaintenanceFromMaintenanceClient(pb.NewMaintenanceClient(cli.ActiveConnection()), cli)
 	return t, nil
+}
+
+func (ts *Targets) dialOptions(count grpc.UnaryClientInterceptor) []grpc.DialOption {
+	opts := []grpc.DialOption{
+		grpc.WithChainUnaryInterceptor(count),
+		// gRPC's default reconnect backoff grows to 120 s: a member back
+		// from a long outage would be seen only minutes later. One attempt
+		// a second at most is cheap and is not a tight loop.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: ts.cfg.DialTimeout,
+		}),
+	}
+	if ts.cfg.TracerProvider != nil {
+		opts = append(opts, grpc.WithStatsHandler(otelgrpc.NewClientHandler(
+			otelgrpc.WithTracerProvider(ts.cfg.TracerProvider),
+			otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider()),
+			// W3C trace context: an etcd started with distributed tracing
+			// on continues the trace on its side.
+			otelgrpc.WithPropagators(propagation.TraceContext{}),
+		)))
+	}
+	return opts
 }
 
 // Local returns the local member's target.

@@ -77,6 +77,10 @@ type View struct {
 	At time.Time
 	// MembershipKnown is false until a member list has been read.
 	MembershipKnown bool
+	// HealthKnown is false while a voter with a client URL has not had a
+	// linearizable read yet (just discovered): until then HealthyVoters
+	// and FaultTolerance would count it as failed.
+	HealthKnown bool
 	// Up: the local member answered its last status probe.
 	Up bool
 	// HasLeader: the reachable members agree on one leader in one term.
@@ -184,12 +188,16 @@ func Evaluate(prev View, at time.Time, known bool, members []Member, results []T
 			alarms[a] = true
 		}
 	}
+	v.HealthKnown = known
 	for i := range rows {
 		m := &rows[i]
 		if m.Reachable {
 			m.RaftIndexLag = maxIndex - m.Status.RaftIndex
 		}
 		if known && !m.IsLearner && m.ID != 0 {
+			if m.Endpoint != "" && m.Outcomes[ProbeReadLinearizable].At.IsZero() {
+				v.HealthKnown = false
+			}
 			v.Voters++
 			if m.Healthy {
 				v.HealthyVoters++

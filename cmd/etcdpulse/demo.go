@@ -95,6 +95,9 @@ func runDemo(f *demoValues, stdout, stderr io.Writer) int {
 		// The local member first; the others help while it is down.
 		cfg.Etcd.Endpoints = append([]string{m.ClientURL}, without(cluster.ClientURLs(), m.ClientURL)...)
 		cfg.Web.ListenAddresses = []string{addrs[i]}
+		// The member's own data directory, so the fsync probe measures the
+		// demo's disk (it refuses, correctly, where the temp dir is tmpfs).
+		cfg.Etcd.DataDir = m.Dir
 		a, err := agent.New(agent.Options{Config: cfg, Logger: logger})
 		if err != nil {
 			fmt.Fprintf(stderr, "etcdpulse demo: %v\n", err)

@@ -8,11 +8,16 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/go-logr/logr"
 	"github.com/prometheus/common/promslog"
 	"github.com/prometheus/common/version"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/etcdpulse/etcdpulse/agent"
@@ -29,6 +34,12 @@ type flagValues struct {
 	webConfigFile string
 	logLevel      string
 	logFormat     string
+	dataDir       string
+	walDir        string
+	probeDir      string
+	metricsURL    string
+	pidFile       string
+	processName   string
 
 	set map[string]*bool
 }
@@ -52,6 +63,12 @@ func addRunCommand(app *kingpin.Application) (*kingpin.CmdClause, *flagValues) {
 	flag("web.config.file", "exporter-toolkit web configuration file for TLS and authentication.").StringVar(&f.webConfigFile)
 	flag("log.level", "Only log messages with the given severity or above: debug, info, warn, error.").Default("info").StringVar(&f.logLevel)
 	flag("log.format", "Output format of log messages: logfmt, json.").Default("logfmt").StringVar(&f.logFormat)
+	flag("etcd.data-dir", "The member's data directory (etcd's --data-dir), for the fsync probe and the host collector.").Default(agent.DefaultDataDir).StringVar(&f.dataDir)
+	flag("etcd.wal-dir", "The member's WAL directory (etcd's --wal-dir); default: the data directory's member/wal.").StringVar(&f.walDir)
+	flag("disk.probe-dir", "Directory for the fsync probe's file, on the WAL's filesystem and outside member/; default: "+agent.DefaultProbeDirName+" beside the data directory (beside the WAL directory when --etcd.wal-dir is outside the data directory).").StringVar(&f.probeDir)
+	flag("etcd.metrics-url", "The local member's own metrics URL (kubeadm: http://127.0.0.1:2381/metrics), read every 15 s to keep etcd's WAL fsync, backend commit and peer RTT histograms beside the agent's; default: not read.").StringVar(&f.metricsURL)
+	flag("etcd.pid-file", "File holding the etcd process's PID, for its CPU, memory and file descriptor metrics; default: find the process by --etcd.process-name.").StringVar(&f.pidFile)
+	flag("etcd.process-name", "Name of the etcd process, found among all processes (the agent needs etcd's PID namespace: hostPID in Kubernetes) when --etcd.pid-file is not set.").Default(agent.DefaultProcessName).StringVar(&f.processName)
 	return cmd, f
 }
 
@@ -88,6 +105,24 @@ func (f *flagValues) config() (agent.Config, error) {
 	}
 	if isSet("log.format") {
 		cfg.Log.Format = f.logFormat
+	}
+	if isSet("etcd.data-dir") {
+		cfg.Etcd.DataDir = f.dataDir
+	}
+	if isSet("etcd.wal-dir") {
+		cfg.Etcd.WALDir = f.walDir
+	}
+	if isSet("disk.probe-dir") {
+		cfg.Disk.ProbeDir = f.probeDir
+	}
+	if isSet("etcd.metrics-url") {
+		cfg.Etcd.MetricsURL = f.metricsURL
+	}
+	if isSet("etcd.pid-file") {
+		cfg.Host.PIDFile = f.pidFile
+	}
+	if isSet("etcd.process-name") {
+		cfg.Host.ProcessName = f.processName
 	}
 	return cfg, cfg.Validate()
 }
@@ -126,11 +161,18 @@ func runAgent(f *flagValues, stdout, stderr io.Writer) int {
 		return 0
 	}
 	logger := newLogger(cfg.Log, stderr)
-	a, err := agent.New(agent.Options{Config: cfg, Logger: logger})
+	tp, shutdownTracing, running, err := newTracing(logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "etcdpulse: invalid tracing configuration:\n%s\n", indent(err.Error()))
+		return 1
+	}
+	defer shutdownTracing()
+	a, err := agent.New(agent.Options{Config: cfg, Logger: logger, TracerProvider: tp})
 	if err != nil {
 		fmt.Fprintf(stderr, "etcdpulse: invalid configuration:\n%s\n", indent(err.Error()))
 		return 1
 	}
+	running.Store(a)
 	ls, err := agent.Listen(cfg.Web.ListenAddresses)
 	if err != nil {
 		fmt.Fprintf(stderr, "etcdpulse: %v\n", err)
@@ -147,6 +189,38 @@ func runAgent(f *flagValues, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// newTracing builds the tracer provider from the OTEL_* environment. The
+// OpenTelemetry error handler and logger are process-wide, so they are set
+// here, in the command, never in the agent library. running is where the
+// agent goes once built: the exported resource names its member from it.
+func newTracing(logger *slog.Logger) (trace.TracerProvider, func(), *atomic.Pointer[agent.Agent], error) {
+	otel.SetErrorHandler(agent.NewErrorHandler(logger))
+	otel.SetLogger(logr.FromSlogHandler(logger.Handler()))
+	running := new(atomic.Pointer[agent.Agent])
+	member := func() (string, uint64) {
+		if a := running.Load(); a != nil {
+			for _, m := range a.View().Members {
+				if m.Local {
+					return m.Name, m.ID
+				}
+			}
+		}
+		return "", 0
+	}
+	tp, shutdown, err := agent.NewTracerProvider(context.Background(), agent.TracingOptions{Logger: logger, Member: member})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return tp, func() {
+		// Bounded: with the collector gone, queued spans are dropped.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := shutdown(ctx); err != nil {
+			logger.Debug("tracing shutdown", "err", err)
+		}
+	}, running, nil
 }
 
 func indent(s string) string {

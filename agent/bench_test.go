@@ -1,0 +1,623 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/etcdpulse/etcdpulse/internal/etcdtest"
+)
+
+// The detection benchmarks measure how long each fault takes to show in an
+// agent's /metrics at default settings; docs/benchmarks.md records the
+// figures and the command. They run only with -bench, for instance
+//
+//	ETCDPULSE_ETCD_BIN=/tmp/etcd go test -run '^$' -bench BenchmarkDetection -benchtime 5x -timeout 30m ./agent/
+//
+// One iteration injects one fault, so it lasts seconds: use -benchtime Nx.
+
+const (
+	// detectPoll is how often the benchmark scrapes while a fault is pending.
+	detectPoll = 20 * time.Millisecond
+	// detectGiveUp bounds one detection; far above the 5 s goal, it only
+	// keeps a broken agent from hanging the run.
+	detectGiveUp = 60 * time.Second
+	// phaseSpread is the range of the random pause before each injection:
+	// the default probe interval, so that faults land at a random point of
+	// the agents' probe rounds. Without it, a fault injected right after a
+	// settle lands just after a round and shows the worst case each time.
+	phaseSpread = DefaultInterval
+	// requestRateWindow is the sampling window of BenchmarkRequestRate per
+	// iteration.
+	requestRateWindow = 30 * time.Second
+)
+
+// benchEnv is one 3-member cluster of etcd processes with one agent per
+// member at default settings; agents[i] sits beside c.Member(i).
+type benchEnv struct {
+	c      *etcdtest.Cluster
+	agents []*testAgent
+}
+
+func newBenchEnv(b *testing.B) *benchEnv {
+	b.Helper()
+	c := etcdtest.Start(b, etcdtest.Options{Size: 3, Mode: etcdtest.Process})
+	e := &benchEnv{c: c, agents: agentsFor(b, c)}
+	e.settle(b)
+	return e
+}
+
+func (e *benchEnv) agentOf(m *etcdtest.Member) *testAgent { return e.agents[indexOf(e.c, m)] }
+
+// leader waits until the running, non-frozen members agree on a leader.
+func (e *benchEnv) leader(b testing.TB) *etcdtest.Member {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	l, err := e.c.WaitLeader(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return l
+}
+
+// follower returns the i-th follower (i = 0 or 1) of leader l.
+func (e *benchEnv) follower(l *etcdtest.Member, i int) *etcdtest.Member {
+	return e.c.Member((indexOf(e.c, l) + 1 + i%2) % 3)
+}
+
+// settle waits, untimed, until every member runs, etcd agrees on a leader
+// and every agent reports a healthy cluster with that leader.
+func (e *benchEnv) settle(b testing.TB) {
+	b.Helper()
+	var err error
+	for range 3 {
+		l := e.leader(b)
+		err = nil
+		for i, a := range e.agents {
+			if _, err = awaitAll(time.Now(), 45*time.Second, watch{a, "agent of " + e.c.Member(i).Name(), append(healthyCluster(3), leaderIs(l.Name()))}); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			return
+		}
+	}
+	b.Fatalf("cluster not healthy between iterations: %v", err)
+}
+
+// watch is a condition awaited on one agent's /metrics.
+type watch struct {
+	a    *testAgent
+	what string
+	exps []expect
+}
+
+// awaitAll scrapes every pending watch every detectPoll until each has held
+// once, and returns for each how long after t0 it was first seen.
+func awaitAll(t0 time.Time, limit time.Duration, ws ...watch) ([]time.Duration, error) {
+	seen := make([]time.Duration, len(ws))
+	done := make([]bool, len(ws))
+	lastErr := make([]error, len(ws))
+	pending := len(ws)
+	for {
+		for i, w := range ws {
+			if done[i] {
+				continue
+			}
+			if lastErr[i] = w.a.check(w.exps...); lastErr[i] == nil {
+				seen[i], done[i] = time.Since(t0), true
+				pending--
+			}
+		}
+		if pending == 0 {
+			return seen, nil
+		}
+		if time.Since(t0) > limit {
+			var errs []string
+			for i, w := range ws {
+				if !done[i] {
+					errs = append(errs, fmt.Sprintf("%s: %v", w.what, lastErr[i]))
+				}
+			}
+			return seen, fmt.Errorf("not seen within %v: %s", limit, strings.Join(errs, "; "))
+		}
+		time.Sleep(detectPoll)
+	}
+}
+
+// faultRun collects the detection times of one sub-benchmark.
+type faultRun struct {
+	b       *testing.B
+	t0      time.Time
+	samples []time.Duration
+	extra   map[string][]time.Duration
+	// context is appended to the next detection's log line.
+	context string
+}
+
+// inject starts the timer, takes t0 and injects the fault. f should make
+// its syscall (SIGKILL, SIGSTOP, exec) at once.
+func (r *faultRun) inject(what string, f func() error) {
+	r.b.StartTimer()
+	r.t0 = time.Now()
+	if err := f(); err != nil {
+		r.b.Fatalf("%s: %v", what, err)
+	}
+}
+
+// detect waits until every watch holds, stops the timer and records the
+// time from t0 until the last of them was first seen.
+func (r *faultRun) detect(ws ...watch) time.Duration {
+	seen, err := awaitAll(r.t0, detectGiveUp, ws...)
+	r.b.StopTimer()
+	if err != nil {
+		r.b.Fatal(err)
+	}
+	d := slices.Max(seen)
+	r.samples = append(r.samples, d)
+	var parts []string
+	for i, w := range ws {
+		parts = append(parts, fmt.Sprintf("%s %.3fs", w.what, seen[i].Seconds()))
+	}
+	r.b.Logf("detected in %.3fs (%s)%s", d.Seconds(), strings.Join(parts, ", "), r.context)
+	r.context = ""
+	return d
+}
+
+// record adds a sample measured outside detect.
+func (r *faultRun) record(d time.Duration, log string) {
+	r.samples = append(r.samples, d)
+	r.b.Logf("detected in %.3fs (%s)", d.Seconds(), log)
+}
+
+// note records a secondary duration reported as s-median/<name>.
+func (r *faultRun) note(name string, d time.Duration) {
+	if r.extra == nil {
+		r.extra = map[string][]time.Duration{}
+	}
+	r.extra[name] = append(r.extra[name], d)
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+func (r *faultRun) report() {
+	if len(r.samples) == 0 {
+		return
+	}
+	r.b.ReportMetric(median(r.samples).Seconds(), "s-median/detect")
+	r.b.ReportMetric(slices.Max(r.samples).Seconds(), "s-max/detect")
+	r.b.ReportMetric(slices.Min(r.samples).Seconds(), "s-min/detect")
+	for name, ds := range r.extra {
+		r.b.ReportMetric(median(ds).Seconds(), "s-median/"+name)
+	}
+}
+
+// run runs body once per iteration on a settled cluster. body calls
+// r.inject and r.detect (the timed part), then restores the cluster.
+func (e *benchEnv) run(b *testing.B, body func(r *faultRun, iter int)) {
+	r := &faultRun{b: b}
+	iter := 0
+	for b.Loop() {
+		b.StopTimer()
+		e.settle(b)
+		time.Sleep(rand.N(phaseSpread))
+		body(r, iter)
+		b.StopTimer() // in case body did not detect
+		e.settle(b)
+		iter++
+		b.StartTimer()
+	}
+	r.report()
+}
+
+func restartAll(b testing.TB, ms ...*etcdtest.Member) {
+	b.Helper()
+	for _, m := range ms {
+		if err := m.Restart(); err != nil {
+			b.Fatalf("restart %s: %v", m.Name(), err)
+		}
+	}
+}
+
+func thaw(b testing.TB, m *etcdtest.Member) {
+	b.Helper()
+	if err := m.Thaw(); err != nil {
+		b.Fatalf("thaw %s: %v", m.Name(), err)
+	}
+}
+
+// BenchmarkDetection measures, per fault, the time from injecting it on a
+// 3-member cluster of etcd processes until an agent at default settings
+// shows it in /metrics. Reported: s-median/detect, s-max/detect (seconds
+// over the iterations); ns/op is the mean detection time.
+func BenchmarkDetection(b *testing.B) {
+	e := newBenchEnv(b)
+	b.ResetTimer()
+
+	b.Run("leader-killed", func(b *testing.B) {
+		e.run(b, func(r *faultRun, _ int) {
+			old := e.leader(b)
+			watcher := e.agents[(indexOf(e.c, old)+1)%3]
+			before, ok := mustScrapeTB(b, watcher).value(mChanges)
+			if !ok {
+				b.Fatalf("%s absent", mChanges)
+			}
+			var survivors []*etcdtest.Member
+			for _, m := range e.c.Members() {
+				if m != old {
+					survivors = append(survivors, m)
+				}
+			}
+			r.inject("kill the leader", old.Kill)
+			stop := make(chan struct{})
+			elected := electionTime(r.t0, survivors, old.ID(), stop)
+			trace := traceView(r.t0, watcher, stop)
+			seen, err := awaitAll(r.t0, detectGiveUp, watch{watcher, "new leader counted", []expect{
+				gauge(mHasLeader, 1), leaderIsNot(old.Name()), counterAtLeast(mChanges, before+1),
+				gauge(mMember, 0, "member", old.Name()), gauge(mTolerance, 0),
+			}})
+			b.StopTimer()
+			close(stop)
+			if err != nil {
+				b.Fatal(err)
+			}
+			r.record(seen[0], fmt.Sprintf("killed leader %s; etcd: %s; agent of %s: %s", old.Name(), <-elected, watcher.name(e), <-trace))
+			restartAll(b, old)
+		})
+	})
+
+	b.Run("follower-killed", func(b *testing.B) {
+		e.run(b, func(r *faultRun, i int) {
+			l := e.leader(b)
+			victim := e.follower(l, i)
+			r.inject("kill a follower", victim.Kill)
+			r.detect(watch{e.agentOf(l), "leader's agent", []expect{
+				gauge(mMember, 0, "member", victim.Name()), gauge(mReachable, 0, "member", victim.Name()),
+				gauge(mHealthy, 2), gauge(mTolerance, 0), gauge(mHasLeader, 1),
+			}})
+			restartAll(b, victim)
+		})
+	})
+
+	b.Run("follower-frozen", func(b *testing.B) {
+		e.run(b, func(r *faultRun, i int) {
+			l := e.leader(b)
+			victim := e.follower(l, i)
+			r.inject("SIGSTOP a follower", victim.Freeze)
+			r.detect(watch{e.agentOf(l), "leader's agent", []expect{
+				gauge(mMember, 0, "member", victim.Name()), gauge(mReachable, 0, "member", victim.Name()),
+				gauge(mHealthy, 2), gauge(mTolerance, 0), gauge(mHasLeader, 1),
+			}})
+			thaw(b, victim)
+		})
+	})
+
+	b.Run("own-member-killed", func(b *testing.B) {
+		e.run(b, func(r *faultRun, i int) {
+			victim := e.follower(e.leader(b), i)
+			r.inject("kill the agent's own member", victim.Kill)
+			r.detect(watch{e.agentOf(victim), "own agent", []expect{
+				gauge(mUp, 0), gauge(mMember, 0, "member", victim.Name()),
+				gauge(mHasLeader, 1), gauge(mHealthy, 2), gauge(mTolerance, 0),
+			}})
+			restartAll(b, victim)
+		})
+	})
+
+	b.Run("own-member-frozen", func(b *testing.B) {
+		e.run(b, func(r *faultRun, i int) {
+			victim := e.follower(e.leader(b), i)
+			r.inject("SIGSTOP the agent's own member", victim.Freeze)
+			r.detect(watch{e.agentOf(victim), "own agent", []expect{
+				gauge(mUp, 0), gauge(mMember, 0, "member", victim.Name()),
+				gauge(mHasLeader, 1), gauge(mHealthy, 2), gauge(mTolerance, 0),
+			}})
+			thaw(b, victim)
+		})
+	})
+
+	b.Run("two-of-three-stopped", func(b *testing.B) {
+		e.run(b, func(r *faultRun, i int) {
+			// The leader and one follower die; the other follower survives.
+			l := e.leader(b)
+			survivor := e.follower(l, i)
+			other := e.follower(l, i+1)
+			r.inject("kill two members", func() error {
+				if err := l.Kill(); err != nil {
+					return err
+				}
+				return other.Kill()
+			})
+			r.detect(watch{e.agentOf(survivor), "survivor's agent", []expect{
+				gauge(mUp, 1), gauge(mHasLeader, 0), gauge(mVoters, 3), gauge(mQuorum, 2),
+				gauge(mHealthy, 0), gaugeBelow(mTolerance, 0), gauge(mMember, 0, "member", survivor.Name()),
+			}})
+			restartAll(b, l, other)
+		})
+	})
+
+	// A killed follower restarted after 5 s (a quick process restart),
+	// and after 30 s (a longer outage): the agents' connections to the
+	// member are in gRPC's reconnect backoff meanwhile.
+	b.Run("recovery-after-restart", func(b *testing.B) { e.recovery(b, 5*time.Second) })
+	b.Run("recovery-after-30s-down", func(b *testing.B) { e.recovery(b, 30*time.Second) })
+}
+
+// recovery kills a follower (untimed, at a random phase of the probe
+// rounds), restarts it once it has been down for downtime, and times from
+// the restart call until every agent reports a healthy cluster again.
+func (e *benchEnv) recovery(b *testing.B, downtime time.Duration) {
+	e.run(b, func(r *faultRun, i int) {
+		l := e.leader(b)
+		victim := e.follower(l, i)
+		killed := time.Now()
+		if err := victim.Kill(); err != nil {
+			b.Fatal(err)
+		}
+		// Seen down by the agents first, then down for downtime in all.
+		if _, err := awaitAll(killed, detectGiveUp,
+			watch{e.agentOf(l), "leader's agent", []expect{gauge(mMember, 0, "member", victim.Name())}},
+			watch{e.agentOf(victim), "own agent", []expect{gauge(mUp, 0)}},
+		); err != nil {
+			b.Fatal(err)
+		}
+		time.Sleep(time.Until(killed.Add(downtime)))
+		r.inject("restart", victim.Restart)
+		ready := time.Since(r.t0)
+		var ws []watch
+		for j, a := range e.agents {
+			ws = append(ws, watch{a, "agent of " + e.c.Member(j).Name(), healthyCluster(3)})
+		}
+		r.context = fmt.Sprintf("; %s restarted after %.1fs down, serving %.3fs after the restart call", victim.Name(), r.t0.Sub(killed).Seconds(), ready.Seconds())
+		d := r.detect(ws...)
+		r.note("restart-ready", ready)
+		r.note("detect-after-ready", d-ready)
+	})
+}
+
+func (a *testAgent) name(e *benchEnv) string {
+	for i, x := range e.agents {
+		if x == a {
+			return e.c.Member(i).Name()
+		}
+	}
+	return "?"
+}
+
+// electionTime polls the survivors' status until they agree on a leader
+// other than old, and sends when that was first seen (since t0).
+func electionTime(t0 time.Time, survivors []*etcdtest.Member, old uint64, stop <-chan struct{}) <-chan string {
+	out := make(chan string, 1)
+	go func() {
+		for {
+			var lead uint64
+			agree := true
+			for _, m := range survivors {
+				ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+				st, err := m.Status(ctx)
+				cancel()
+				if err != nil || st.Leader == 0 || st.Leader == old || (lead != 0 && st.Leader != lead) {
+					agree = false
+					break
+				}
+				lead = st.Leader
+			}
+			if agree {
+				for _, m := range survivors {
+					if m.ID() == lead {
+						out <- fmt.Sprintf("new leader %s at %.3fs", m.Name(), time.Since(t0).Seconds())
+						return
+					}
+				}
+			}
+			select {
+			case <-stop:
+				out <- "no new leader seen"
+				return
+			case <-time.After(detectPoll):
+			}
+		}
+	}()
+	return out
+}
+
+// traceView records the changes of an agent's view (leader, disagreement,
+// reachable and healthy members) until stop, as one line. With
+// ETCDPULSE_BENCH_TRACE set, each step also shows every member's last
+// status (leader, term) and probe outcomes (ok@start+duration, seconds
+// from t0).
+func traceView(t0 time.Time, a *testAgent, stop <-chan struct{}) <-chan string {
+	detail := os.Getenv("ETCDPULSE_BENCH_TRACE") != ""
+	out := make(chan string, 1)
+	go func() {
+		var steps []string
+		last := ""
+		snap := func() {
+			v := a.View()
+			var reach, healthy []string
+			for _, m := range v.Members {
+				if m.Reachable {
+					reach = append(reach, m.Label)
+				}
+				if m.Healthy {
+					healthy = append(healthy, m.Label)
+				}
+			}
+			leader := v.LeaderLabel()
+			if v.LeaderDisagreement {
+				leader = "disagreement"
+			} else if leader == "" {
+				leader = "none"
+			}
+			cur := fmt.Sprintf("leader %s, reachable [%s], healthy [%s]", leader, strings.Join(reach, " "), strings.Join(healthy, " "))
+			if detail {
+				var det []string
+				for _, m := range v.Members {
+					st := "-"
+					if m.Status != nil {
+						st = fmt.Sprintf("L%x/T%d", m.Status.Leader%4096, m.Status.Term)
+					}
+					var outs []string
+					for p, o := range m.Outcomes {
+						outs = append(outs, fmt.Sprintf("%s:%v@%.2f+%.2f", p, o.OK, o.At.Sub(t0).Seconds(), o.Duration.Seconds()))
+					}
+					sort.Strings(outs)
+					det = append(det, fmt.Sprintf("%s{%s %s}", m.Label, st, strings.Join(outs, " ")))
+				}
+				cur += fmt.Sprintf(" (view of %.2fs: %s)", v.At.Sub(t0).Seconds(), strings.Join(det, " "))
+			}
+			if cur != last {
+				steps = append(steps, fmt.Sprintf("%.3fs %s", time.Since(t0).Seconds(), cur))
+				last = cur
+			}
+		}
+		for {
+			snap()
+			select {
+			case <-stop:
+				snap()
+				out <- strings.Join(steps, " | ")
+				return
+			case <-time.After(detectPoll):
+			}
+		}
+	}()
+	return out
+}
+
+func mustScrapeTB(b testing.TB, a *testAgent) metrics {
+	b.Helper()
+	m, err := a.scrape()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return m
+}
+
+// requestSample is one agent's etcdpulse_etcd_requests_total, summed over
+// methods per member, with the time of the round the counts come from.
+type requestSample struct {
+	at       float64 // etcdpulse_last_round_timestamp_seconds
+	byMember map[string]float64
+	byMethod map[string]map[string]float64 // member -> method -> count
+}
+
+func sampleRequests(b testing.TB, a *testAgent) requestSample {
+	b.Helper()
+	m := mustScrapeTB(b, a)
+	at, ok := m.value("etcdpulse_last_round_timestamp_seconds")
+	if !ok {
+		b.Fatal("etcdpulse_last_round_timestamp_seconds absent")
+	}
+	s := requestSample{at: at, byMember: map[string]float64{}, byMethod: map[string]map[string]float64{}}
+	mf, ok := m["etcdpulse_etcd_requests_total"]
+	if !ok {
+		b.Fatal("etcdpulse_etcd_requests_total absent")
+	}
+	for _, sm := range mf.Metric {
+		var member, method string
+		for _, l := range sm.Label {
+			switch l.GetName() {
+			case "member":
+				member = l.GetValue()
+			case "method":
+				method = l.GetValue()
+			}
+		}
+		v := sm.GetCounter().GetValue()
+		s.byMember[member] += v
+		if s.byMethod[member] == nil {
+			s.byMethod[member] = map[string]float64{}
+		}
+		s.byMethod[member][method] += v
+	}
+	return s
+}
+
+// BenchmarkRequestRate measures the requests per second agents at default
+// settings send to each member of a healthy 3-member cluster, from the
+// agents' own etcdpulse_etcd_requests_total over requestRateWindow per
+// iteration (rates use the agents' round timestamps, not the scrape times).
+func BenchmarkRequestRate(b *testing.B) {
+	c := etcdtest.Start(b, etcdtest.Options{Size: 3, Mode: etcdtest.Process})
+	e := &benchEnv{c: c, agents: agentsFor(b, c)}
+	e.settle(b)
+	time.Sleep(3 * time.Second) // every pinned connection up, counters running
+
+	names := make([]string, 3)
+	for i := range names {
+		names[i] = c.Member(i).Name()
+	}
+	before := make([]requestSample, 3)
+	for i, a := range e.agents {
+		before[i] = sampleRequests(b, a)
+	}
+	for b.Loop() {
+		time.Sleep(requestRateWindow)
+	}
+	b.StopTimer()
+	after := make([]requestSample, 3)
+	for i, a := range e.agents {
+		after[i] = sampleRequests(b, a)
+	}
+
+	var own, other, perAgent []float64
+	toMember := map[string]float64{}
+	for i := range e.agents {
+		dt := after[i].at - before[i].at
+		var total float64
+		var line []string
+		for _, name := range names {
+			rate := (after[i].byMember[name] - before[i].byMember[name]) / dt
+			total += rate
+			toMember[name] += rate
+			if name == names[i] {
+				own = append(own, rate)
+			} else {
+				other = append(other, rate)
+			}
+			var methods []string
+			for method, n := range after[i].byMethod[name] {
+				methods = append(methods, fmt.Sprintf("%s %.2f", method, (n-before[i].byMethod[name][method])/dt))
+			}
+			sort.Strings(methods)
+			line = append(line, fmt.Sprintf("%s %.2f (%s)", name, rate, strings.Join(methods, ", ")))
+		}
+		perAgent = append(perAgent, total)
+		b.Logf("agent of %s, req/s over %.1fs: %s", names[i], dt, strings.Join(line, "; "))
+	}
+	var line []string
+	var allRates []float64
+	for _, name := range names {
+		line = append(line, fmt.Sprintf("%s %.2f", name, toMember[name]))
+		allRates = append(allRates, toMember[name])
+	}
+	b.Logf("all agents, req/s received: %s", strings.Join(line, "; "))
+	mean := func(xs []float64) float64 {
+		var s float64
+		for _, x := range xs {
+			s += x
+		}
+		return s / float64(len(xs))
+	}
+	b.ReportMetric(mean(own), "req/s-own-member")
+	b.ReportMetric(mean(other), "req/s-other-member")
+	b.ReportMetric(mean(perAgent), "req/s-per-agent")
+	b.ReportMetric(mean(allRates), "req/s-per-member-all-agents")
+	b.ReportMetric(slices.Max(allRates), "req/s-max-member-all-agents")
+}

@@ -1,0 +1,184 @@
+package agent
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/etcdpulse/etcdpulse/collectors"
+	"github.com/etcdpulse/etcdpulse/probes"
+)
+
+// DiskConfig configures the fsync probe on the filesystem of the WAL.
+type DiskConfig struct {
+	// Enabled turns the fsync probe on.
+	Enabled bool `yaml:"enabled"`
+	// ProbeDir holds the probe's file; empty means DefaultProbeDirName
+	// beside the data directory, or beside the WAL directory when
+	// --etcd.wal-dir puts it outside the data directory. See Dir.
+	ProbeDir string `yaml:"probe_dir"`
+	// Interval is the time between two rounds.
+	Interval Duration `yaml:"interval"`
+	// Syncs is the number of write+fdatasync pairs in a round.
+	Syncs int `yaml:"syncs"`
+	// WriteSize is the bytes written before each fdatasync.
+	WriteSize int `yaml:"write_size"`
+	// FileSize is the preallocated size of the probe file, and so the most
+	// it ever holds; at least Syncs × WriteSize.
+	FileSize int64 `yaml:"file_size"`
+	// StallThreshold: a sync outstanding for longer is reported stalled.
+	StallThreshold Duration `yaml:"stall_threshold"`
+	// Timeout is the deadline of a round.
+	Timeout Duration `yaml:"timeout"`
+}
+
+// Disk defaults; docs/configuration.md says why.
+const (
+	// DefaultProbeDirName is the probe directory's name, beside the data
+	// directory (never inside it: etcd warns about any entry of its data
+	// directory other than member/).
+	DefaultProbeDirName = ".etcdpulse-probe"
+	// DefaultDiskInterval and DefaultDiskSyncs: a burst of 16 syncs every
+	// 20 s, 48 syncs a minute.
+	DefaultDiskInterval = 20 * time.Second
+	DefaultDiskSyncs    = 16
+	// DefaultDiskWriteSize is the write size of etcd's own fio guidance.
+	DefaultDiskWriteSize = 2300
+	// DefaultDiskFileSize bounds the probe file.
+	DefaultDiskFileSize = 1 << 20
+	// DefaultDiskStallThreshold is etcd's default election timeout: a WAL
+	// sync that long costs the member its leadership or its vote.
+	DefaultDiskStallThreshold = time.Second
+	// DefaultDiskTimeout is the deadline of a round.
+	DefaultDiskTimeout = 5 * time.Second
+)
+
+// Disk limits that keep the probe cheap for the disk it shares with etcd.
+const (
+	maxDiskSyncs          = 100
+	maxDiskFileSize       = 64 << 20 // one etcd WAL segment
+	maxDiskBytesPerMinute = 16 << 20
+	minDiskInterval       = time.Second
+)
+
+func defaultDiskConfig() DiskConfig {
+	return DiskConfig{
+		Enabled:        true,
+		Interval:       Duration(DefaultDiskInterval),
+		Syncs:          DefaultDiskSyncs,
+		WriteSize:      DefaultDiskWriteSize,
+		FileSize:       DefaultDiskFileSize,
+		StallThreshold: Duration(DefaultDiskStallThreshold),
+		Timeout:        Duration(DefaultDiskTimeout),
+	}
+}
+
+// Dir returns the probe directory: ProbeDir when set; else beside the WAL
+// directory when --etcd.wal-dir puts it outside the data directory (a WAL
+// on a disk of its own is the disk to measure); else beside the data
+// directory.
+func (d DiskConfig) Dir(e EtcdConfig) string {
+	if d.ProbeDir != "" {
+		return filepath.Clean(d.ProbeDir)
+	}
+	if e.WALDir != "" && !within(e.WALDir, e.DataDir) {
+		return filepath.Join(filepath.Dir(filepath.Clean(e.WALDir)), DefaultProbeDirName)
+	}
+	return filepath.Join(filepath.Dir(filepath.Clean(e.DataDir)), DefaultProbeDirName)
+}
+
+// within reports whether path is dir or below it.
+func within(path, dir string) bool {
+	if path == "" || dir == "" {
+		return false
+	}
+	rel, err := filepath.Rel(filepath.Clean(dir), filepath.Clean(path))
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+}
+
+// validate reports problems through bad(field, flag, format, args...).
+func (d DiskConfig) validate(etcd EtcdConfig, bad func(field, flag, format string, args ...any)) {
+	if !d.Enabled {
+		return
+	}
+	if etcd.DataDir == "" {
+		bad("etcd.data_dir", "etcd.data-dir", "must name the member's data directory (etcd's --data-dir), or disable the fsync probe with disk.enabled: false")
+	}
+	dir := d.Dir(etcd)
+	member := filepath.Join(etcd.DataDir, "member")
+	switch {
+	case etcd.DataDir != "" && within(dir, member):
+		bad("disk.probe_dir", "disk.probe-dir", "%q is inside the member directory %q, which etcd owns: use a directory beside the data directory, such as %q", dir, member, filepath.Join(filepath.Dir(filepath.Clean(etcd.DataDir)), DefaultProbeDirName))
+	case within(dir, etcd.WAL()):
+		bad("disk.probe_dir", "disk.probe-dir", "%q is inside the WAL directory %q, which etcd owns: use a directory beside it on the same filesystem", dir, etcd.WAL())
+	case etcd.DataDir != "" && filepath.Clean(dir) == filepath.Clean(etcd.DataDir):
+		bad("disk.probe_dir", "disk.probe-dir", "%q is the data directory itself: use a directory of its own, such as %q", dir, filepath.Join(filepath.Dir(filepath.Clean(etcd.DataDir)), DefaultProbeDirName))
+	}
+	if d.Interval < Duration(minDiskInterval) {
+		bad("disk.interval", "", "must be at least %s, got %s: every fdatasync also flushes etcd's writes from the disk cache", minDiskInterval, d.Interval)
+	}
+	if d.Syncs < 1 || d.Syncs > maxDiskSyncs {
+		bad("disk.syncs", "", "must be between 1 and %d, got %d: bursts stay small so that etcd's own syncs do not queue behind them", maxDiskSyncs, d.Syncs)
+	}
+	if d.WriteSize < 1 {
+		bad("disk.write_size", "", "must be positive, got %d", d.WriteSize)
+	}
+	switch need := int64(d.Syncs) * int64(d.WriteSize); {
+	case d.FileSize > maxDiskFileSize:
+		bad("disk.file_size", "", "must be at most %d (64 MiB, one etcd WAL segment), got %d", maxDiskFileSize, d.FileSize)
+	case d.FileSize < need:
+		bad("disk.file_size", "", "must hold a round's writes: at least disk.syncs × disk.write_size = %d bytes, got %d", need, d.FileSize)
+	}
+	if d.Interval > 0 && d.Syncs > 0 && d.WriteSize > 0 {
+		perMinute := float64(d.Syncs) * float64(d.WriteSize) * float64(time.Minute) / float64(d.Interval)
+		if perMinute > maxDiskBytesPerMinute {
+			bad("disk.syncs", "", "the probe would write %.0f bytes a minute (disk.syncs × disk.write_size per disk.interval); keep it under %d (16 MiB)", perMinute, maxDiskBytesPerMinute)
+		}
+	}
+	if d.StallThreshold <= 0 {
+		bad("disk.stall_threshold", "", "must be positive, got %s", d.StallThreshold)
+	}
+	switch {
+	case d.Timeout <= 0:
+		bad("disk.timeout", "", "must be positive, got %s", d.Timeout)
+	case d.Timeout > d.Interval:
+		bad("disk.timeout", "", "must not exceed disk.interval (%s), got %s", d.Interval, d.Timeout)
+	}
+}
+
+// addDisk wires the disk capability into a new agent: the fsync probe on
+// the local member's WAL filesystem, its histogram and its collector. A
+// data directory that does not exist is not an error here: the probe
+// reports itself refused (no_wal_dir) and the rest of the agent runs.
+func addDisk(w *wiring) error {
+	d := w.cfg.Disk
+	if !d.Enabled {
+		return nil
+	}
+	hist := collectors.NewFsyncHistogram()
+	p := probes.NewFsyncProbe(probes.FsyncOptions{
+		Dir:            d.Dir(w.cfg.Etcd),
+		WALDir:         w.cfg.Etcd.WAL(),
+		DataDir:        w.cfg.Etcd.DataDir,
+		Syncs:          d.Syncs,
+		WriteSize:      d.WriteSize,
+		FileSize:       d.FileSize,
+		StallThreshold: time.Duration(d.StallThreshold),
+		Observer:       hist,
+		Logger:         w.logger,
+	})
+	*w.probes = append(*w.probes, probes.Scheduled{
+		Probe:    p,
+		Scope:    probes.LocalMember,
+		Schedule: probes.Schedule{Interval: time.Duration(d.Interval), Timeout: time.Duration(d.Timeout)},
+	})
+	for _, c := range []prometheus.Collector{hist, collectors.NewDiskCollector(p)} {
+		if err := w.registry.Register(c); err != nil {
+			return fmt.Errorf("disk: register metrics: %w", err)
+		}
+	}
+	return nil
+}

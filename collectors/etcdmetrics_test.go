@@ -1,0 +1,156 @@
+package collectors
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/etcdpulse/etcdpulse/internal/etcdtest"
+	"github.com/etcdpulse/etcdpulse/probes"
+)
+
+// etcdMetricsText is an excerpt of etcd's /metrics.
+const etcdMetricsText = `# HELP etcd_disk_wal_fsync_duration_seconds The latency distributions of fsync called by WAL.
+# TYPE etcd_disk_wal_fsync_duration_seconds histogram
+etcd_disk_wal_fsync_duration_seconds_bucket{le="0.001"} 10
+etcd_disk_wal_fsync_duration_seconds_bucket{le="0.002"} 15
+etcd_disk_wal_fsync_duration_seconds_bucket{le="+Inf"} 16
+etcd_disk_wal_fsync_duration_seconds_sum 0.05
+etcd_disk_wal_fsync_duration_seconds_count 16
+# HELP etcd_network_peer_round_trip_time_seconds Round-Trip-Time histogram between peers
+# TYPE etcd_network_peer_round_trip_time_seconds histogram
+etcd_network_peer_round_trip_time_seconds_bucket{To="2a",le="0.0001"} 0
+etcd_network_peer_round_trip_time_seconds_bucket{To="2a",le="0.0002"} 3
+etcd_network_peer_round_trip_time_seconds_bucket{To="2a",le="+Inf"} 4
+etcd_network_peer_round_trip_time_seconds_sum{To="2a"} 0.0012
+etcd_network_peer_round_trip_time_seconds_count{To="2a"} 4
+etcd_network_peer_round_trip_time_seconds_bucket{To="ff",le="0.0001"} 1
+etcd_network_peer_round_trip_time_seconds_bucket{To="ff",le="+Inf"} 1
+etcd_network_peer_round_trip_time_seconds_sum{To="ff"} 0.00005
+etcd_network_peer_round_trip_time_seconds_count{To="ff"} 1
+# HELP etcd_server_has_leader Whether or not a leader exists. 1 is existence, 0 is not.
+# TYPE etcd_server_has_leader gauge
+etcd_server_has_leader 1
+`
+
+type fixedMembers []probes.Member
+
+func (f fixedMembers) Members() []probes.Member { return f }
+
+func TestParseEtcdMetrics(t *testing.T) {
+	v, err := ParseEtcdMetrics(strings.NewReader(etcdMetricsText))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.WALFsync == nil || v.WALFsync.Count != 16 || v.WALFsync.Sum != 0.05 || len(v.WALFsync.Buckets) != 2 || v.WALFsync.Buckets[0.002] != 15 {
+		t.Errorf("WAL fsync = %+v", v.WALFsync)
+	}
+	if v.BackendCommit != nil {
+		t.Errorf("backend commit = %+v, want nil: not in the input", v.BackendCommit)
+	}
+	if len(v.PeerRTT) != 2 || v.PeerRTT["2a"].Count != 4 {
+		t.Errorf("peer RTT = %+v", v.PeerRTT)
+	}
+	if _, err := ParseEtcdMetrics(strings.NewReader("not metrics {")); err == nil {
+		t.Error("garbage parsed")
+	}
+}
+
+// Peers are named like the agent's members: by name when the member list
+// has one, else by hex ID.
+func TestEtcdMetricsPeerLabel(t *testing.T) {
+	e := NewEtcdMetrics(EtcdMetricsOptions{Members: fixedMembers{{ID: 0x2a, Name: "m1"}, {ID: 0x7}}})
+	for to, want := range map[string]string{"2a": "m1", "7": "7", "ff": "ff", "zz": "zz"} {
+		if got := e.PeerLabel(to); got != want {
+			t.Errorf("PeerLabel(%q) = %q, want %q", to, got, want)
+		}
+	}
+}
+
+// Against a real member: its /metrics (served on the client URL, as on
+// kubeadm's 127.0.0.1:2381) is read by Run, never by a scrape, and
+// re-exported; an unreachable URL leaves only up = 0.
+func TestEtcdMetricsRealMember(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts etcdtest.Options
+	}{
+		{"http", etcdtest.Options{Mode: etcdtest.InProcess}},
+		{"https", etcdtest.Options{Mode: etcdtest.InProcess, TLS: etcdtest.NewTLS(t)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := etcdtest.Start(t, tc.opts)
+			m := c.Member(0)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if _, err := c.Client(t).Put(ctx, "/etcdpulse/test", "x"); err != nil {
+				t.Fatal(err)
+			}
+			e := NewEtcdMetrics(EtcdMetricsOptions{URL: m.ClientURL() + "/metrics", TLS: c.ClientTLSConfig()})
+			if n := len(families(t, e)); n != 0 {
+				t.Errorf("%d families before the first read, want none", n)
+			}
+			// The backend commits in batches (every 100 ms): wait for one.
+			var mfs map[string]*dto.MetricFamily
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				if err := e.Run(ctx, nil); err != nil {
+					t.Fatal(err)
+				}
+				mfs = families(t, e)
+				if mfs[EtcdBackendCommit.Name] != nil || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			if v, _ := value(mfs, EtcdMetricsUp.Name); v != 1 {
+				t.Errorf("up = %v, want 1", v)
+			}
+			for _, m := range []Metric{EtcdWALFsync, EtcdBackendCommit} {
+				mf := mfs[m.Name]
+				if mf == nil || mf.Metric[0].GetHistogram().GetSampleCount() == 0 {
+					t.Errorf("%s absent or empty after a write", m.Name)
+					continue
+				}
+				// etcd's own buckets: 0.001 … 8.192 s.
+				if b := mf.Metric[0].GetHistogram().Bucket; len(b) < 14 || b[0].GetUpperBound() != 0.001 {
+					t.Errorf("%s: buckets %v, want etcd's", m.Name, b)
+				}
+			}
+			problems, err := promlint.New(bytes.NewReader(gather(t, e))).Lint()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range problems {
+				t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+			}
+		})
+	}
+}
+
+func TestEtcdMetricsUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	e := NewEtcdMetrics(EtcdMetricsOptions{URL: "http://" + addr + "/metrics"})
+	err = e.Run(context.Background(), nil)
+	if err == nil || !strings.HasPrefix(err.Error(), "etcd metrics: ") {
+		t.Fatalf("Run = %v, want an error naming etcd metrics", err)
+	}
+	mfs := families(t, e)
+	if v, ok := value(mfs, EtcdMetricsUp.Name); !ok || v != 0 {
+		t.Errorf("up = %v, %v; want 0", v, ok)
+	}
+	if len(mfs) != 1 {
+		t.Errorf("%d families after a failed read, want only up", len(mfs))
+	}
+}

@@ -1,0 +1,390 @@
+package collectors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/shirou/gopsutil/v4/common"
+	"github.com/shirou/gopsutil/v4/cpu"
+	"github.com/shirou/gopsutil/v4/disk"
+	"github.com/shirou/gopsutil/v4/process"
+)
+
+// HostOptions configures a HostCollector.
+type HostOptions struct {
+	// DataDir and WALDir are etcd's data and WAL directories: their
+	// filesystems and block devices are reported with dir="data" and
+	// dir="wal". Empty skips one.
+	DataDir string
+	WALDir  string
+	// PIDFile, when set, holds the etcd process's PID; it is read at each
+	// scrape, so a restarted etcd is followed.
+	PIDFile string
+	// ProcessName finds the etcd process by name when PIDFile is empty.
+	ProcessName string
+	// FindEvery bounds how often all processes are scanned for
+	// ProcessName while it is not found; 0 means DefaultFindEvery.
+	FindEvery time.Duration
+	// DeviceEvery bounds how often the mount table is read to map a
+	// directory to its block device; 0 means DefaultDeviceEvery.
+	DeviceEvery time.Duration
+	Logger      *slog.Logger
+}
+
+// Defaults of HostOptions.
+const (
+	// DefaultFindEvery: scanning /proc costs a file read per process (a
+	// node can have thousands); a found process is kept and checked at
+	// each scrape, so only a restarted or missing etcd waits for a scan.
+	DefaultFindEvery = 10 * time.Second
+	// DefaultDeviceEvery: mounts rarely change, and a node with many
+	// pods has a mount table of hundreds of lines.
+	DefaultDeviceEvery = time.Minute
+)
+
+// HostCollector reports, at scrape time, the filesystems and block devices
+// under etcd's data and WAL directories, the node's CPU iowait and the etcd
+// process's resources. A value that cannot be read (a directory not
+// mounted into a container, a process of another user) is absent, never
+// zero, and logged once when it starts and once when it stops failing.
+type HostCollector struct {
+	opts  HostOptions
+	descs map[string]*prometheus.Desc
+
+	mu       sync.Mutex // one scrape at a time: the state below
+	failing  map[string]bool
+	proc     *process.Process
+	lastScan time.Time
+	scanErr  error
+	devices  map[string]deviceEntry // by directory
+}
+
+type deviceEntry struct {
+	name string
+	err  error
+	at   time.Time
+}
+
+var hostMetrics = []Metric{
+	HostFilesystemSize, HostFilesystemFree, HostFilesystemFiles, HostFilesystemFilesFree,
+	HostDiskReads, HostDiskWrites, HostDiskReadTime, HostDiskWriteTime, HostDiskIOTime, HostDiskIOTimeWeighted, HostDiskIONow,
+	HostCPUIowait, EtcdProcessCPU, EtcdProcessRSS, EtcdProcessOpenFDs, EtcdProcessMaxFDs, EtcdProcessStartTime,
+}
+
+// NewHostCollector returns a collector; it reads nothing until scraped.
+func NewHostCollector(opts HostOptions) *HostCollector {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.FindEvery <= 0 {
+		opts.FindEvery = DefaultFindEvery
+	}
+	if opts.DeviceEvery <= 0 {
+		opts.DeviceEvery = DefaultDeviceEvery
+	}
+	c := &HostCollector{opts: opts, descs: map[string]*prometheus.Desc{}, failing: map[string]bool{}, devices: map[string]deviceEntry{}}
+	for _, m := range hostMetrics {
+		c.descs[m.Name] = m.Desc()
+	}
+	return c
+}
+
+// Describe implements prometheus.Collector.
+func (c *HostCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.descs {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *HostCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// The mount table of this process's own mount namespace: gopsutil
+	// reads PID 1's by default, whose paths differ from ours in a
+	// container that shares the host's PID namespace.
+	ctx := context.WithValue(context.Background(), common.EnvKey, common.EnvMap{common.HostProcMountinfo: "/proc/self/mountinfo"})
+	emit := func(m Metric, t prometheus.ValueType, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(c.descs[m.Name], t, v, labels...)
+	}
+	var devices []string
+	for _, d := range []struct{ label, path string }{{"data", c.opts.DataDir}, {"wal", c.opts.WALDir}} {
+		if d.path == "" {
+			continue
+		}
+		if dev, ok := c.collectFilesystem(ctx, emit, d.label, d.path); ok && !slices.Contains(devices, dev) {
+			devices = append(devices, dev)
+		}
+	}
+	c.collectDevices(ctx, emit, devices)
+	if runtime.GOOS == "linux" { // elsewhere gopsutil reports no iowait: 0 would be a lie
+		t, err := cpu.TimesWithContext(ctx, false)
+		if err == nil && len(t) == 0 {
+			err = errors.New("no CPU times")
+		}
+		if c.report("the node's CPU times", err) {
+			emit(HostCPUIowait, prometheus.CounterValue, t[0].Iowait)
+		}
+	}
+	c.collectProcess(ctx, emit)
+}
+
+type emitFunc func(m Metric, t prometheus.ValueType, v float64, labels ...string)
+
+// collectFilesystem reports the filesystem of path and returns its block
+// device's name.
+func (c *HostCollector) collectFilesystem(ctx context.Context, emit emitFunc, label, path string) (string, bool) {
+	u, err := disk.UsageWithContext(ctx, path)
+	if c.report(fmt.Sprintf("the filesystem of the %s directory %s", label, path), err) {
+		emit(HostFilesystemSize, prometheus.GaugeValue, float64(u.Total), label)
+		emit(HostFilesystemFree, prometheus.GaugeValue, float64(u.Free), label)
+		// btrfs and some network filesystems have no inode table: 0
+		// there means "no limit", not "none left".
+		if u.InodesTotal > 0 {
+			emit(HostFilesystemFiles, prometheus.GaugeValue, float64(u.InodesTotal), label)
+			emit(HostFilesystemFilesFree, prometheus.GaugeValue, float64(u.InodesFree), label)
+		}
+	}
+	if err != nil {
+		return "", false // the device of a directory we cannot see is moot
+	}
+	dev, err := c.device(ctx, path)
+	return dev, c.report(fmt.Sprintf("the block device of the %s directory %s", label, path), err)
+}
+
+// device returns the block device name (as /proc/diskstats has it) of the
+// filesystem holding dir, from the mount table, cached for DeviceEvery.
+func (c *HostCollector) device(ctx context.Context, dir string) (string, error) {
+	if e, ok := c.devices[dir]; ok && time.Since(e.at) < c.opts.DeviceEvery {
+		return e.name, e.err
+	}
+	name, err := findDevice(ctx, dir)
+	c.devices[dir] = deviceEntry{name: name, err: err, at: time.Now()}
+	return name, err
+}
+
+func findDevice(ctx context.Context, dir string) (string, error) {
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return "", err
+	}
+	if real, err = filepath.Abs(real); err != nil {
+		return "", err
+	}
+	// all=true keeps bind mounts, which is how a container sees a host's
+	// data directory.
+	parts, err := disk.PartitionsWithContext(ctx, true)
+	if err != nil {
+		return "", fmt.Errorf("mount table: %w", err)
+	}
+	p, ok := mountOf(real, parts)
+	if !ok {
+		return "", fmt.Errorf("no mount holds %s", real)
+	}
+	if !strings.HasPrefix(p.Device, "/dev/") {
+		return "", fmt.Errorf("%s is on %s (%s), not a block device", real, p.Device, p.Fstype)
+	}
+	dev := p.Device
+	if r, err := filepath.EvalSymlinks(dev); err == nil { // /dev/disk/by-uuid/… and the like
+		dev = r
+	}
+	return filepath.Base(dev), nil
+}
+
+// mountOf returns the mount holding path: the longest mount point that is
+// path or a parent of it; of mounts stacked on one point, the last.
+func mountOf(path string, parts []disk.PartitionStat) (disk.PartitionStat, bool) {
+	var best disk.PartitionStat
+	found := false
+	for _, p := range parts {
+		mp := p.Mountpoint
+		if mp != "/" && mp != path && !strings.HasPrefix(path, strings.TrimSuffix(mp, "/")+"/") {
+			continue
+		}
+		if !found || len(mp) >= len(best.Mountpoint) {
+			best, found = p, true
+		}
+	}
+	return best, found
+}
+
+func (c *HostCollector) collectDevices(ctx context.Context, emit emitFunc, devices []string) {
+	if len(devices) == 0 {
+		return
+	}
+	// IOCounters rewrites its arguments: give it a copy.
+	stats, err := disk.IOCountersWithContext(ctx, slices.Clone(devices)...)
+	if !c.report("/proc/diskstats", err) {
+		return
+	}
+	const ms = 1e-3
+	for _, dev := range devices {
+		s, ok := stats[dev]
+		var err error
+		if !ok {
+			err = fmt.Errorf("%s is not in /proc/diskstats (or has done no I/O)", dev)
+		}
+		if !c.report("the I/O statistics of device "+dev, err) {
+			continue
+		}
+		emit(HostDiskReads, prometheus.CounterValue, float64(s.ReadCount), dev)
+		emit(HostDiskWrites, prometheus.CounterValue, float64(s.WriteCount), dev)
+		emit(HostDiskReadTime, prometheus.CounterValue, float64(s.ReadTime)*ms, dev)
+		emit(HostDiskWriteTime, prometheus.CounterValue, float64(s.WriteTime)*ms, dev)
+		emit(HostDiskIOTime, prometheus.CounterValue, float64(s.IoTime)*ms, dev)
+		emit(HostDiskIOTimeWeighted, prometheus.CounterValue, float64(s.WeightedIO)*ms, dev)
+		emit(HostDiskIONow, prometheus.GaugeValue, float64(s.IopsInProgress), dev)
+	}
+}
+
+func (c *HostCollector) collectProcess(ctx context.Context, emit emitFunc) {
+	if c.opts.PIDFile == "" && c.opts.ProcessName == "" {
+		return
+	}
+	p, err := c.findProcess(ctx)
+	if !c.report("the etcd process ("+c.processWhere()+")", err) {
+		return
+	}
+	pid := "pid"
+	if t, err := p.TimesWithContext(ctx); c.report("the etcd process's CPU times", err, pid, p.Pid) {
+		emit(EtcdProcessCPU, prometheus.CounterValue, t.User+t.System)
+	}
+	if m, err := p.MemoryInfoWithContext(ctx); c.report("the etcd process's memory", err, pid, p.Pid) {
+		emit(EtcdProcessRSS, prometheus.GaugeValue, float64(m.RSS))
+	}
+	if n, err := p.NumFDsWithContext(ctx); c.report("the etcd process's open file descriptors (needs etcd's user or CAP_SYS_PTRACE)", err, pid, p.Pid) {
+		emit(EtcdProcessOpenFDs, prometheus.GaugeValue, float64(n))
+	}
+	limits, err := p.RlimitWithContext(ctx)
+	if err == nil {
+		err = errors.New("no RLIMIT_NOFILE line")
+		for _, l := range limits {
+			if l.Resource == process.RLIMIT_NOFILE {
+				emit(EtcdProcessMaxFDs, prometheus.GaugeValue, float64(l.Soft))
+				err = nil
+			}
+		}
+	}
+	c.report("the etcd process's file descriptor limit", err, pid, p.Pid)
+	if ms, err := p.CreateTimeWithContext(ctx); c.report("the etcd process's start time", err, pid, p.Pid) {
+		emit(EtcdProcessStartTime, prometheus.GaugeValue, float64(ms)/1e3)
+	}
+}
+
+func (c *HostCollector) processWhere() string {
+	if c.opts.PIDFile != "" {
+		return "PID file " + c.opts.PIDFile
+	}
+	return "process name " + strconv.Quote(c.opts.ProcessName)
+}
+
+// findProcess returns the etcd process: from the PID file at every call;
+// by name, the cached process while it lives, else a scan of all processes
+// at most every FindEvery.
+func (c *HostCollector) findProcess(ctx context.Context) (*process.Process, error) {
+	if c.opts.PIDFile != "" {
+		pid, err := readPIDFile(c.opts.PIDFile)
+		if err != nil {
+			return nil, err
+		}
+		if c.proc == nil || c.proc.Pid != pid {
+			c.proc = nil
+			p, err := process.NewProcessWithContext(ctx, pid)
+			if err != nil {
+				return nil, fmt.Errorf("PID %d: %w", pid, err)
+			}
+			c.proc = p
+		}
+		if running, _ := c.proc.IsRunningWithContext(ctx); !running {
+			c.proc = nil
+			return nil, fmt.Errorf("PID %d from %s is not running", pid, c.opts.PIDFile)
+		}
+		return c.proc, nil
+	}
+	if c.proc != nil {
+		// Still the same process (IsRunning compares start times, so a
+		// reused PID does not count) and still etcd?
+		running, _ := c.proc.IsRunningWithContext(ctx)
+		if name, err := (&process.Process{Pid: c.proc.Pid}).NameWithContext(ctx); running && err == nil && name == c.opts.ProcessName {
+			return c.proc, nil
+		}
+		c.proc = nil
+		c.lastScan = time.Time{} // look for the new one now
+	}
+	if !c.lastScan.IsZero() && time.Since(c.lastScan) < c.opts.FindEvery {
+		return nil, c.scanErr
+	}
+	c.lastScan = time.Now()
+	c.proc, c.scanErr = c.scan(ctx)
+	return c.proc, c.scanErr
+}
+
+// scan finds the process named ProcessName; of several, the oldest (the
+// one a supervisor started first), with a warning.
+func (c *HostCollector) scan(ctx context.Context) (*process.Process, error) {
+	pids, err := process.PidsWithContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing processes: %w", err)
+	}
+	var found []*process.Process
+	for _, pid := range pids {
+		if name, err := (&process.Process{Pid: pid}).NameWithContext(ctx); err != nil || name != c.opts.ProcessName {
+			continue
+		}
+		if p, err := process.NewProcessWithContext(ctx, pid); err == nil {
+			found = append(found, p)
+		}
+	}
+	if len(found) == 0 {
+		return nil, fmt.Errorf("no process named %q among %d processes (is the PID namespace shared with etcd's?)", c.opts.ProcessName, len(pids))
+	}
+	start := func(p *process.Process) int64 { t, _ := p.CreateTimeWithContext(ctx); return t }
+	slices.SortFunc(found, func(a, b *process.Process) int {
+		if d := start(a) - start(b); d != 0 {
+			return int(max(min(d, 1), -1))
+		}
+		return int(a.Pid - b.Pid)
+	})
+	if len(found) > 1 {
+		c.opts.Logger.Warn("several processes have the etcd process name; using the oldest (set --etcd.pid-file to choose)", "name", c.opts.ProcessName, "count", len(found), "pid", found[0].Pid)
+	}
+	return found[0], nil
+}
+
+func readPIDFile(path string) (int32, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	pid, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 32)
+	if err != nil || pid <= 0 {
+		return 0, fmt.Errorf("%s does not hold a PID: %.40q", path, b)
+	}
+	return int32(pid), nil
+}
+
+// report logs what starts or stops failing, once per change, and says
+// whether it succeeded.
+func (c *HostCollector) report(what string, err error, attrs ...any) bool {
+	was := c.failing[what]
+	switch {
+	case err != nil && !was:
+		c.failing[what] = true
+		c.opts.Logger.Warn("cannot read "+what+"; its metrics are absent until it can be read", append(attrs, "err", err)...)
+	case err == nil && was:
+		delete(c.failing, what)
+		c.opts.Logger.Info("reading "+what+" again", attrs...)
+	}
+	return err == nil
+}

@@ -1,0 +1,280 @@
+package collectors
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/shirou/gopsutil/v4/disk"
+	"golang.org/x/sys/unix"
+)
+
+// families gathers c through a pedantic registry (which checks that every
+// metric matches its description).
+func families(t *testing.T, c prometheus.Collector) map[string]*dto.MetricFamily {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*dto.MetricFamily{}
+	for _, mf := range mfs {
+		out[mf.GetName()] = mf
+	}
+	return out
+}
+
+// value returns the sample of name with the given label pairs.
+func value(mfs map[string]*dto.MetricFamily, name string, labels ...string) (float64, bool) {
+	mf, ok := mfs[name]
+	if !ok {
+		return 0, false
+	}
+next:
+	for _, m := range mf.Metric {
+		have := map[string]string{}
+		for _, l := range m.Label {
+			have[l.GetName()] = l.GetValue()
+		}
+		for i := 0; i+1 < len(labels); i += 2 {
+			if have[labels[i]] != labels[i+1] {
+				continue next
+			}
+		}
+		switch {
+		case m.Gauge != nil:
+			return m.Gauge.GetValue(), true
+		case m.Counter != nil:
+			return m.Counter.GetValue(), true
+		}
+	}
+	return 0, false
+}
+
+// diskstatsName finds the block device of dir the way the collector does
+// not: by the device number of the directory, looked up in /proc/diskstats.
+func diskstatsName(t *testing.T, dir string) (string, bool) {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open("/proc/diskstats")
+	if err != nil {
+		return "", false
+	}
+	defer f.Close()
+	want := fmt.Sprintf("%d %d", unix.Major(st.Dev), unix.Minor(st.Dev))
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fs := strings.Fields(sc.Text())
+		if len(fs) > 3 && fs[0]+" "+fs[1] == want {
+			return fs[2], true
+		}
+	}
+	return "", false
+}
+
+func writePIDFile(t *testing.T, pid int) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "etcd.pid")
+	if err := os.WriteFile(path, []byte(strconv.Itoa(pid)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// The collector against this machine: this test process stands in for
+// etcd, a temporary directory for its data directory.
+func TestHostCollectorRealMachine(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	data := t.TempDir()
+	wal := filepath.Join(data, "member", "wal")
+	if err := os.MkdirAll(wal, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	c := NewHostCollector(HostOptions{DataDir: data, WALDir: wal, PIDFile: writePIDFile(t, os.Getpid())})
+	mfs := families(t, c)
+	must := func(name string, labels ...string) float64 {
+		t.Helper()
+		v, ok := value(mfs, name, labels...)
+		if !ok {
+			t.Fatalf("%s%v absent", name, labels)
+		}
+		return v
+	}
+	for _, dir := range []string{"data", "wal"} {
+		size, free := must(HostFilesystemSize.Name, "dir", dir), must(HostFilesystemFree.Name, "dir", dir)
+		if size <= 0 || free < 0 || free > size {
+			t.Errorf("dir=%s: size %v, free %v", dir, size, free)
+		}
+		if files, ok := value(mfs, HostFilesystemFiles.Name, "dir", dir); ok {
+			if ff := must(HostFilesystemFilesFree.Name, "dir", dir); files <= 0 || ff > files {
+				t.Errorf("dir=%s: files %v, files free %v", dir, files, ff)
+			}
+		}
+	}
+
+	dev, inDiskstats := diskstatsName(t, data)
+	if _, ok := value(mfs, HostDiskWrites.Name, "device", dev); ok != inDiskstats {
+		t.Errorf("device %q in /proc/diskstats: %v, but its counters exported: %v", dev, inDiskstats, ok)
+	}
+	if inDiskstats {
+		if n := len(mfs[HostDiskIOTime.Name].GetMetric()); n != 1 {
+			t.Errorf("%d devices reported for data and WAL on one filesystem, want 1", n)
+		}
+		for _, m := range []Metric{HostDiskReads, HostDiskReadTime, HostDiskWriteTime, HostDiskIOTime, HostDiskIOTimeWeighted, HostDiskIONow} {
+			if v := must(m.Name, "device", dev); v < 0 {
+				t.Errorf("%s = %v", m.Name, v)
+			}
+		}
+	}
+	if v := must(HostCPUIowait.Name); v < 0 {
+		t.Errorf("iowait = %v", v)
+	}
+
+	if v := must(EtcdProcessCPU.Name); v <= 0 {
+		t.Errorf("process CPU = %v, want > 0", v)
+	}
+	if v := must(EtcdProcessRSS.Name); v <= 0 {
+		t.Errorf("resident memory = %v, want > 0", v)
+	}
+	open, limit := must(EtcdProcessOpenFDs.Name), must(EtcdProcessMaxFDs.Name)
+	if open <= 0 || open > limit {
+		t.Errorf("open fds %v, max fds %v", open, limit)
+	}
+	started := time.Unix(int64(must(EtcdProcessStartTime.Name)), 0)
+	if time.Since(started) < 0 || time.Since(started) > 24*time.Hour {
+		t.Errorf("start time %v is not within the last day", started)
+	}
+
+	body := gather(t, c)
+	problems, err := promlint.New(bytes.NewReader(body)).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+	}
+	for name := range mfs {
+		if _, ok := Lookup(name); !ok {
+			t.Errorf("%s exported but not in the catalogue", name)
+		}
+	}
+}
+
+// By name, the collector finds a process called like this test binary.
+// Other test binaries of the same name may run on a shared machine, so only
+// the presence of the metrics is asserted.
+func TestHostCollectorFindsProcessByName(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	name, err := os.ReadFile("/proc/self/comm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewHostCollector(HostOptions{ProcessName: strings.TrimSpace(string(name))})
+	mfs := families(t, c)
+	for _, m := range []Metric{EtcdProcessCPU, EtcdProcessRSS, EtcdProcessMaxFDs, EtcdProcessStartTime} {
+		if _, ok := value(mfs, m.Name); !ok {
+			t.Errorf("%s absent with process name %q", m.Name, name)
+		}
+	}
+}
+
+// What cannot be read is absent, not zero, and logged once per change, not
+// at every scrape.
+func TestHostCollectorUnreadable(t *testing.T) {
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	missing := filepath.Join(t.TempDir(), "nonexistent")
+	pidFile := filepath.Join(t.TempDir(), "etcd.pid")
+	c := NewHostCollector(HostOptions{DataDir: missing, WALDir: filepath.Join(missing, "member", "wal"), PIDFile: pidFile, Logger: logger})
+	var mfs map[string]*dto.MetricFamily
+	for range 3 {
+		mfs = families(t, c)
+	}
+	for name := range mfs {
+		if name != HostCPUIowait.Name {
+			t.Errorf("%s exported although nothing it reads is readable", name)
+		}
+	}
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if len(lines) != 3 { // data, WAL, process
+		t.Errorf("%d log lines after 3 scrapes, want 3 (one per unreadable thing):\n%s", len(lines), logs.String())
+	}
+	if !strings.Contains(logs.String(), pidFile) {
+		t.Errorf("the logs do not name the PID file:\n%s", logs.String())
+	}
+
+	// The process appears: its metrics appear, with one line saying so.
+	logs.Reset()
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mfs = families(t, c)
+	if _, ok := value(mfs, EtcdProcessRSS.Name); !ok {
+		t.Error("process metrics absent once the PID file names a live process")
+	}
+	if got := strings.Count(logs.String(), "\n"); got != 1 || !strings.Contains(logs.String(), "again") {
+		t.Errorf("logs after the process appeared:\n%s", logs.String())
+	}
+
+	// A PID that no process has.
+	logs.Reset()
+	if err := os.WriteFile(pidFile, []byte("2147483646"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mfs = families(t, c)
+	if _, ok := value(mfs, EtcdProcessRSS.Name); ok {
+		t.Error("process metrics exported for a PID that does not exist")
+	}
+
+	// No process of that name.
+	c = NewHostCollector(HostOptions{ProcessName: "no-such-etcd", Logger: logger})
+	if _, ok := value(families(t, c), EtcdProcessCPU.Name); ok {
+		t.Error("process metrics exported with no process of that name")
+	}
+}
+
+func TestMountOf(t *testing.T) {
+	parts := []disk.PartitionStat{
+		{Device: "/dev/vda", Mountpoint: "/"},
+		{Device: "/dev/vdb", Mountpoint: "/var/lib/etcd"},
+		{Device: "tmpfs", Mountpoint: "/var/lib/etcdx"},
+		{Device: "/dev/vdc", Mountpoint: "/var/lib/etcd/member/wal"},
+		{Device: "/dev/vdd", Mountpoint: "/var/lib/etcd/member/wal"}, // stacked on top
+	}
+	for _, tc := range []struct{ path, want string }{
+		{"/", "/dev/vda"},
+		{"/var/lib", "/dev/vda"},
+		{"/var/lib/etcd", "/dev/vdb"},
+		{"/var/lib/etcd/member", "/dev/vdb"},
+		{"/var/lib/etcdx/a", "tmpfs"},
+		{"/var/lib/etcd/member/wal", "/dev/vdd"},
+		{"/var/lib/etcd/member/wal/0.tmp", "/dev/vdd"},
+	} {
+		got, ok := mountOf(tc.path, parts)
+		if !ok || got.Device != tc.want {
+			t.Errorf("mountOf(%q) = %q, %v; want %q", tc.path, got.Device, ok, tc.want)
+		}
+	}
+	if _, ok := mountOf("/x", nil); ok {
+		t.Error("a mount found in an empty table")
+	}
+}
