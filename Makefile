@@ -9,8 +9,13 @@ LDFLAGS := -X github.com/prometheus/common/version.Version=$(VERSION)
 # Real etcd and etcdctl, built from the versions pinned in go.mod (tool lines).
 ETCD    := $(BIN)/etcd
 ETCDCTL := $(BIN)/etcdctl
+# promtool and Prometheus 3.x, built from the module graph. Prometheus stays
+# out of go.mod: one of its dependencies is not served by the proxy.
+PROMETHEUS_VERSION := v0.316.0
+PROMTOOL   := $(BIN)/promtool
+PROMETHEUS := $(BIN)/prometheus
 
-.PHONY: all build tools test lint docs bench-detection clean
+.PHONY: all build tools test lint docs dashboards generate bench-detection bench-alerts clean
 
 all: build
 
@@ -23,7 +28,13 @@ $(ETCD): go.mod go.sum
 $(ETCDCTL): go.mod go.sum
 	$(GO) build -o $@ go.etcd.io/etcd/etcdctl/v3
 
-tools: $(ETCD) $(ETCDCTL)
+$(PROMTOOL):
+	GOBIN=$(BIN) $(GO) install -tags remove_all_sd github.com/prometheus/prometheus/cmd/promtool@$(PROMETHEUS_VERSION)
+
+$(PROMETHEUS):
+	GOBIN=$(BIN) $(GO) install -tags remove_all_sd github.com/prometheus/prometheus/cmd/prometheus@$(PROMETHEUS_VERSION)
+
+tools: $(ETCD) $(ETCDCTL) $(PROMTOOL) $(PROMETHEUS)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -33,14 +44,29 @@ lint:
 # The whole suite, against real etcd clusters (in process and as processes).
 test: tools lint
 	ETCDPULSE_ETCD_BIN=$(ETCD) ETCDPULSE_ETCDCTL_BIN=$(ETCDCTL) \
-	  $(GO) test -count=1 -timeout 20m ./...
+	ETCDPULSE_PROMTOOL=$(PROMTOOL) ETCDPULSE_PROMETHEUS=$(PROMETHEUS) \
+	  $(GO) test -count=1 -timeout 25m ./...
 
 docs:
 	$(GO) run ./cmd/etcdpulse docs metrics > docs/metrics.md
 
+dashboards:
+	$(GO) run ./cmd/etcdpulse dashboards --output-dir dashboards
+
+# Everything generated from code and committed: the tests fail when stale.
+generate: docs dashboards
+	$(GO) run ./cmd/etcdpulse alerts > alerts/rules.yml
+	$(GO) run ./cmd/etcdpulse alerts --format=prometheusrule > alerts/prometheusrule.yaml
+
 # Time to detect each fault on a 3-member cluster (docs/benchmarks.md).
 bench-detection: tools
 	ETCDPULSE_ETCD_BIN=$(ETCD) $(GO) test -run '^$$' -bench BenchmarkDetection -benchtime 5x -timeout 30m ./agent/
+
+# Time from two of three members killed to EtcdQuorumLost firing in a real
+# Prometheus with the shipped rules (docs/benchmarks.md).
+bench-alerts: tools
+	ETCDPULSE_ETCD_BIN=$(ETCD) ETCDPULSE_PROMETHEUS=$(PROMETHEUS) \
+	  $(GO) test -run '^$$' -bench BenchmarkLiveQuorumLost -benchtime 5x -timeout 60m ./alerts/
 
 clean:
 	rm -rf $(BIN)

@@ -32,6 +32,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	runCmd, runFlags := addRunCommand(app)
 	demoCmd, demoFlags := addDemoCommand(app)
 	docsCmd := addDocsCommand(app)
+	alertsCmd, alertsFormat := addAlertsCommand(app)
+	dashboardsCmd, dashboardsDir := addDashboardsCommand(app)
 	app.Command("version", "Print the version.")
 
 	cmd, err := app.Parse(args)
@@ -44,6 +46,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runAgent(runFlags, stdout, stderr)
 	case demoCmd.FullCommand():
 		return runDemo(demoFlags, stdout, stderr)
+	case alertsCmd.FullCommand():
+		return runAlerts(*alertsFormat, stdout, stderr)
+	case dashboardsCmd.FullCommand():
+		return runDashboards(*dashboardsDir, stdout, stderr)
 	case docsCmd.FullCommand():
 		fmt.Fprint(stdout, docsText())
 	case "version":

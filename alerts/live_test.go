@@ -1,0 +1,229 @@
+package alerts
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/etcdpulse/etcdpulse/agent"
+	"github.com/etcdpulse/etcdpulse/internal/etcdtest"
+	"github.com/etcdpulse/etcdpulse/internal/promtool"
+)
+
+// liveSetup is a real 3-member etcd cluster, one agent per member at
+// default settings, and a real Prometheus scraping the agents every 15 s
+// with the shipped rules loaded.
+type liveSetup struct {
+	cluster *etcdtest.Cluster
+	prom    string
+}
+
+func startLive(tb testing.TB) *liveSetup {
+	tb.Helper()
+	c := etcdtest.Start(tb, etcdtest.Options{Size: 3, Mode: etcdtest.InProcess})
+	urls := c.ClientURLs()
+	var targets []string
+	for i := range urls {
+		cfg := agent.DefaultConfig()
+		cfg.Etcd.Endpoints = append([]string{urls[i]}, append(append([]string{}, urls[:i]...), urls[i+1:]...)...)
+		cfg.Disk.Enabled = false // no data dir beside these members' agents
+		a, err := agent.New(agent.Options{Config: cfg, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		srv := httptest.NewServer(a.Handler())
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); _ = a.Run(ctx) }()
+		tb.Cleanup(func() { cancel(); <-done; srv.Close() })
+		targets = append(targets, strings.TrimPrefix(srv.URL, "http://"))
+	}
+
+	dir := tb.TempDir()
+	rules, err := filepath.Abs("rules.yml")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	config := fmt.Sprintf(`global:
+  scrape_interval: 15s
+  evaluation_interval: 15s
+rule_files: [%q]
+scrape_configs:
+  - job_name: etcdpulse
+    static_configs:
+      - targets: ['%s']
+        labels: {cluster: live}
+`, rules, strings.Join(targets, "', '"))
+	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(config), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	log, err := os.Create(filepath.Join(dir, "prometheus.log"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cmd := exec.Command(promtool.PrometheusPath(tb),
+		"--config.file="+filepath.Join(dir, "prometheus.yml"),
+		"--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+addr)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if tb.Failed() {
+			out, _ := os.ReadFile(log.Name())
+			tb.Logf("prometheus log:\n%s", out)
+		}
+	})
+	s := &liveSetup{cluster: c, prom: "http://" + addr}
+	s.waitFor(tb, "every agent scraped and the cluster healthy", 3*time.Minute, func() (bool, error) {
+		v, err := s.query(`count(etcdpulse_up == 1) == 3 and on() max(etcdpulse_cluster_fault_tolerance) == 1`)
+		return len(v) == 1, err
+	})
+	return s
+}
+
+func (s *liveSetup) waitFor(tb testing.TB, what string, limit time.Duration, cond func() (bool, error)) time.Duration {
+	tb.Helper()
+	start := time.Now()
+	var err error
+	for time.Since(start) < limit {
+		var ok bool
+		if ok, err = cond(); ok {
+			return time.Since(start)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	tb.Fatalf("%s: not within %s (last error: %v)", what, limit, err)
+	return 0
+}
+
+func (s *liveSetup) get(path string, v any) error {
+	resp, err := http.Get(s.prom + path)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s: %s", path, resp.Status, body)
+	}
+	return json.Unmarshal(body, v)
+}
+
+func (s *liveSetup) query(q string) ([]json.RawMessage, error) {
+	var r struct {
+		Data struct {
+			Result []json.RawMessage `json:"result"`
+		} `json:"data"`
+	}
+	err := s.get("/api/v1/query?query="+url.QueryEscape(q), &r)
+	return r.Data.Result, err
+}
+
+// firing lists the names of the firing alerts.
+func (s *liveSetup) firing() ([]string, error) {
+	var r struct {
+		Data struct {
+			Alerts []struct {
+				Labels map[string]string `json:"labels"`
+				State  string            `json:"state"`
+			} `json:"alerts"`
+		} `json:"data"`
+	}
+	if err := s.get("/api/v1/alerts", &r); err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, a := range r.Data.Alerts {
+		if a.State == "firing" {
+			out = append(out, a.Labels["alertname"])
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// killTwo stops two of the three members, returning them.
+func (s *liveSetup) killTwo(tb testing.TB) []*etcdtest.Member {
+	victims := s.cluster.Members()[1:]
+	for _, m := range victims {
+		if err := m.Kill(); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return victims
+}
+
+func (s *liveSetup) quorumLostFiring() (bool, error) {
+	f, err := s.firing()
+	for _, a := range f {
+		if a == "EtcdQuorumLost" {
+			return true, err
+		}
+	}
+	return false, err
+}
+
+// The shipped rules, loaded in a real Prometheus, page for quorum loss on
+// a real cluster. How fast is measured in BenchmarkLiveQuorumLost; the
+// deadline here is only a bound against hanging.
+func TestLiveQuorumLost(t *testing.T) {
+	s := startLive(t)
+	if f, err := s.firing(); err != nil || len(f) != 0 {
+		t.Fatalf("alerts firing on a healthy cluster: %v (%v)", f, err)
+	}
+	s.killTwo(t)
+	d := s.waitFor(t, "EtcdQuorumLost firing", 5*time.Minute, s.quorumLostFiring)
+	t.Logf("EtcdQuorumLost fired %s after two of three members were killed", d.Round(time.Second))
+}
+
+// BenchmarkLiveQuorumLost measures the time from killing two of three
+// members to EtcdQuorumLost firing in Prometheus (15 s scrape and
+// evaluation intervals). Run: make bench-alerts.
+func BenchmarkLiveQuorumLost(b *testing.B) {
+	s := startLive(b)
+	var times []time.Duration
+	for range b.N {
+		victims := s.killTwo(b)
+		times = append(times, s.waitFor(b, "EtcdQuorumLost firing", 5*time.Minute, s.quorumLostFiring))
+		for _, m := range victims {
+			if err := m.RestartNoWait(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		s.waitFor(b, "recovery", 5*time.Minute, func() (bool, error) {
+			ok, err := s.quorumLostFiring()
+			return !ok, err
+		})
+		s.waitFor(b, "healthy again", 5*time.Minute, func() (bool, error) {
+			v, err := s.query(`max(etcdpulse_cluster_fault_tolerance) == 1`)
+			return len(v) == 1, err
+		})
+	}
+	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
+	b.ReportMetric(times[len(times)/2].Seconds(), "s-median/fire")
+	b.ReportMetric(times[len(times)-1].Seconds(), "s-max/fire")
+	b.Logf("time to EtcdQuorumLost firing: %v", times)
+}
