@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -69,9 +70,18 @@ type Proxy struct {
 }
 
 // New starts a proxy on 127.0.0.1 (a free port) forwarding to target.
-func New(target string) (*Proxy, error) {
+func New(target string) (*Proxy, error) { return Listen("127.0.0.1:0", target) }
+
+// Listen starts a proxy on the given IPv4 address forwarding to target. A
+// port that was just released (by a proxy closed before) is retried for
+// up to two seconds.
+func Listen(addr, target string) (*Proxy, error) {
 	p := &Proxy{target: target, changed: make(chan struct{}), conns: map[net.Conn]struct{}{}, plugs: map[string]net.Conn{}}
-	ln, err := listen("127.0.0.1:0")
+	ln, err := listen(addr)
+	for i := 0; i < 20 && errors.Is(err, syscall.EADDRINUSE); i++ {
+		time.Sleep(100 * time.Millisecond)
+		ln, err = listen(addr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("delayproxy: %w", err)
 	}

@@ -22,6 +22,8 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
+
+	"github.com/etcdpulse/etcdpulse/internal/delayproxy"
 )
 
 // ErrFreezeInProcess is returned by Freeze and Thaw for in-process members,
@@ -47,12 +49,12 @@ type Member struct {
 	running        bool
 	frozen         bool
 	removed        bool
-	etcd           *embed.Etcd   // in-process
-	proxy          *tcpProxy     // in-process
-	logFile        *os.File      // in-process
-	mute           *atomic.Bool  // in-process: stops forwarding etcd logs to Options.Logger
-	closing        chan struct{} // in-process: closed when the last embed.Etcd is fully closed
-	proc           *proc         // process
+	etcd           *embed.Etcd       // in-process
+	proxy          *delayproxy.Proxy // in-process: the advertised client port
+	logFile        *os.File          // in-process
+	mute           *atomic.Bool      // in-process: stops forwarding etcd logs to Options.Logger
+	closing        chan struct{}     // in-process: closed when the last embed.Etcd is fully closed
+	proc           *proc             // process
 	statusCli      *clientv3.Client
 }
 
@@ -164,7 +166,7 @@ func (m *Member) kill() error {
 		}
 	}
 	if p != nil {
-		p.stop()
+		p.Close() //nolint:errcheck
 	}
 	if e != nil {
 		if mute != nil {
@@ -403,8 +405,12 @@ func (m *Member) launchEmbed() error {
 		lf.Close()
 		return fmt.Errorf("etcdtest: starting %s: %w", m.name, err)
 	}
-	p := &tcpProxy{listenAddr: mustURL(m.clientURL).Host, backendAddr: mustURL(m.backendURL).Host}
-	if err := p.start(); err != nil {
+	// Clients reach the member through a proxy: cutting it drops every
+	// client connection at once and refuses new ones, which is what clients
+	// see when a real etcd process dies, though embed's own shutdown drains
+	// client RPCs gracefully.
+	p, err := delayproxy.Listen(mustURL(m.clientURL).Host, mustURL(m.backendURL).Host)
+	if err != nil {
 		mute.Store(true)
 		e.Server.HardStop()
 		e.Close()
