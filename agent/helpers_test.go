@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,7 +37,14 @@ func startAgent(t testing.TB, endpoints []string, mutate func(*Config)) *testAge
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	a, err := New(Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	return serveAgent(t, Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+}
+
+// serveAgent builds and runs an agent from opts, serving its handler on a
+// real loopback socket until the test ends.
+func serveAgent(t testing.TB, opts Options) *testAgent {
+	t.Helper()
+	a, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,15 +56,13 @@ func startAgent(t testing.TB, endpoints []string, mutate func(*Config)) *testAge
 		_ = a.Run(ctx)
 	}()
 	ta := &testAgent{Agent: a, url: srv.URL}
-	var stopped bool
+	var once sync.Once
 	ta.stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		<-done
-		srv.Close()
+		once.Do(func() {
+			cancel()
+			<-done
+			srv.Close()
+		})
 	}
 	t.Cleanup(ta.stop)
 	return ta

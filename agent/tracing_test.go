@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math"
 	"net"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"regexp"
@@ -42,28 +41,7 @@ func startTracedAgent(t testing.TB, endpoints []string, tp trace.TracerProvider)
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Etcd.Endpoints = endpoints
-	a, err := New(Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), TracerProvider: tp})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(a.Handler())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = a.Run(ctx)
-	}()
-	ta := &testAgent{Agent: a, url: srv.URL}
-	var once sync.Once
-	ta.stop = func() {
-		once.Do(func() {
-			cancel()
-			<-done
-			srv.Close()
-		})
-	}
-	t.Cleanup(ta.stop)
-	return ta
+	return serveAgent(t, Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), TracerProvider: tp})
 }
 
 // recorder is an SDK tracer provider that keeps every ended span.

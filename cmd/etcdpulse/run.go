@@ -81,48 +81,27 @@ func (f *flagValues) config() (agent.Config, error) {
 			return cfg, err
 		}
 	}
-	isSet := func(name string) bool { return *f.set[name] }
-	if isSet("etcd.endpoints") {
-		cfg.Etcd.Endpoints = splitList(f.endpoints)
+	// Each flag the user set overrides its field of the file.
+	overrides := map[string]func(){
+		"etcd.endpoints":     func() { cfg.Etcd.Endpoints = splitList(f.endpoints) },
+		"etcd.cacert":        func() { cfg.Etcd.TLS.CAFile = f.cacert },
+		"etcd.cert":          func() { cfg.Etcd.TLS.CertFile = f.cert },
+		"etcd.key":           func() { cfg.Etcd.TLS.KeyFile = f.key },
+		"web.listen-address": func() { cfg.Web.ListenAddresses = f.listen },
+		"web.config.file":    func() { cfg.Web.ConfigFile = f.webConfigFile },
+		"log.level":          func() { cfg.Log.Level = f.logLevel },
+		"log.format":         func() { cfg.Log.Format = f.logFormat },
+		"etcd.data-dir":      func() { cfg.Etcd.DataDir = f.dataDir },
+		"etcd.wal-dir":       func() { cfg.Etcd.WALDir = f.walDir },
+		"disk.probe-dir":     func() { cfg.Disk.ProbeDir = f.probeDir },
+		"etcd.metrics-url":   func() { cfg.Etcd.MetricsURL = f.metricsURL },
+		"etcd.pid-file":      func() { cfg.Host.PIDFile = f.pidFile },
+		"etcd.process-name":  func() { cfg.Host.ProcessName = f.processName },
 	}
-	if isSet("etcd.cacert") {
-		cfg.Etcd.TLS.CAFile = f.cacert
-	}
-	if isSet("etcd.cert") {
-		cfg.Etcd.TLS.CertFile = f.cert
-	}
-	if isSet("etcd.key") {
-		cfg.Etcd.TLS.KeyFile = f.key
-	}
-	if isSet("web.listen-address") {
-		cfg.Web.ListenAddresses = f.listen
-	}
-	if isSet("web.config.file") {
-		cfg.Web.ConfigFile = f.webConfigFile
-	}
-	if isSet("log.level") {
-		cfg.Log.Level = f.logLevel
-	}
-	if isSet("log.format") {
-		cfg.Log.Format = f.logFormat
-	}
-	if isSet("etcd.data-dir") {
-		cfg.Etcd.DataDir = f.dataDir
-	}
-	if isSet("etcd.wal-dir") {
-		cfg.Etcd.WALDir = f.walDir
-	}
-	if isSet("disk.probe-dir") {
-		cfg.Disk.ProbeDir = f.probeDir
-	}
-	if isSet("etcd.metrics-url") {
-		cfg.Etcd.MetricsURL = f.metricsURL
-	}
-	if isSet("etcd.pid-file") {
-		cfg.Host.PIDFile = f.pidFile
-	}
-	if isSet("etcd.process-name") {
-		cfg.Host.ProcessName = f.processName
+	for name, apply := range overrides {
+		if *f.set[name] {
+			apply()
+		}
 	}
 	return cfg, cfg.Validate()
 }

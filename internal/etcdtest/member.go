@@ -206,29 +206,14 @@ func (m *Member) waitClosed() {
 }
 
 // Freeze stops the member's process with SIGSTOP (Process mode only).
-func (m *Member) Freeze() error {
-	if m.c.opts.Mode != Process {
-		return ErrFreezeInProcess
-	}
-	m.op.Lock()
-	defer m.op.Unlock()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if !m.runningLocked() {
-		return fmt.Errorf("etcdtest: Freeze: %s is not running", m.name)
-	}
-	pid := m.proc.cmd.Process.Pid
-	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-		return fmt.Errorf("etcdtest: SIGSTOP %s: %w", m.name, err)
-	}
-	m.frozen = true
-	waitProcState(pid, true)
-	m.c.log.Info("etcdtest: member frozen", "member", m.name)
-	return nil
-}
+func (m *Member) Freeze() error { return m.signal("Freeze", syscall.SIGSTOP, true) }
 
 // Thaw resumes a frozen member with SIGCONT (Process mode only).
-func (m *Member) Thaw() error {
+func (m *Member) Thaw() error { return m.signal("Thaw", syscall.SIGCONT, false) }
+
+// signal sends SIGSTOP or SIGCONT to the member's process and waits until
+// /proc shows the process stopped or running again.
+func (m *Member) signal(op string, sig syscall.Signal, frozen bool) error {
 	if m.c.opts.Mode != Process {
 		return ErrFreezeInProcess
 	}
@@ -237,15 +222,19 @@ func (m *Member) Thaw() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if !m.runningLocked() {
-		return fmt.Errorf("etcdtest: Thaw: %s is not running", m.name)
+		return fmt.Errorf("etcdtest: %s: %s is not running", op, m.name)
 	}
 	pid := m.proc.cmd.Process.Pid
-	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
-		return fmt.Errorf("etcdtest: SIGCONT %s: %w", m.name, err)
+	if err := syscall.Kill(pid, sig); err != nil {
+		return fmt.Errorf("etcdtest: %s %s: %w", op, m.name, err)
 	}
-	m.frozen = false
-	waitProcState(pid, false)
-	m.c.log.Info("etcdtest: member thawed", "member", m.name)
+	m.frozen = frozen
+	waitProcState(pid, frozen)
+	state := "thawed"
+	if frozen {
+		state = "frozen"
+	}
+	m.c.log.Info("etcdtest: member "+state, "member", m.name)
 	return nil
 }
 
