@@ -1,7 +1,6 @@
 package alerts
 
 import (
-	"bytes"
 	"flag"
 	"os"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/etcdpulse/etcdpulse/collectors"
+	"github.com/etcdpulse/etcdpulse/internal/golden"
 	"github.com/etcdpulse/etcdpulse/internal/promtool"
 )
 
@@ -28,16 +28,7 @@ func TestCommittedFiles(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if *update {
-			if err := os.WriteFile(path, got, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		want, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, want) {
+		if !golden.Matches(t, path, got, *update) {
 			t.Errorf("alerts/%s is stale: run `go test ./alerts -update` (or make generate)", path)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	"github.com/prometheus/common/expfmt"
 
+	"github.com/etcdpulse/etcdpulse/internal/golden"
 	"github.com/etcdpulse/etcdpulse/probes"
 )
 
@@ -75,16 +76,7 @@ func TestClusterCollectorGolden(t *testing.T) {
 	names := []string{"status", "read_linearizable", "read_serializable"}
 	got := gather(t, NewClusterCollector(fixedView(goldenView()), names))
 	const path = "testdata/cluster.golden"
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
+	if !golden.Matches(t, path, got, *update) {
 		t.Errorf("/metrics differs from %s (run go test ./collectors -update to accept):\n%s", path, got)
 	}
 	problems, err := promlint.New(bytes.NewReader(got)).Lint()

@@ -1,11 +1,9 @@
 package dashboards_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -17,6 +15,7 @@ import (
 	"github.com/etcdpulse/etcdpulse/alerts"
 	"github.com/etcdpulse/etcdpulse/collectors"
 	"github.com/etcdpulse/etcdpulse/dashboards"
+	"github.com/etcdpulse/etcdpulse/internal/golden"
 	"github.com/etcdpulse/etcdpulse/internal/promtool"
 )
 
@@ -124,18 +123,7 @@ func TestCommittedFilesAreCurrent(t *testing.T) {
 	want := map[string]bool{}
 	for _, f := range files {
 		want[f.Name] = true
-		if *update {
-			if err := os.WriteFile(f.Name, f.JSON, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		got, err := os.ReadFile(f.Name)
-		if err != nil {
-			t.Errorf("%s: %v (regenerate: go test ./dashboards -update, or make dashboards)", f.Name, err)
-			continue
-		}
-		if !bytes.Equal(got, f.JSON) {
+		if !golden.Matches(t, f.Name, f.JSON, *update) {
 			t.Errorf("dashboards/%s is stale: regenerate with go test ./dashboards -update, or make dashboards", f.Name)
 		}
 	}
