@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,6 +56,18 @@ const FsyncMinFree = 128 << 20
 // operation in progress, so that a round cut short still removes its file
 // before Measure returns unless the disk really hangs.
 const fsyncGrace = 200 * time.Millisecond
+
+// fsyncYieldEvery is how long a round runs syncs back to back before it
+// yields to the Go scheduler between two of them. A goroutine that the
+// scheduler has not switched for 10 ms (runtime.forcePreemptNS) counts as
+// running too long: the runtime's monitor then takes its P away during each
+// blocking syscall, and the goroutine pays a handoff, and often a move to
+// another thread, on its way out of every later fdatasync. That adds about
+// 100 µs to the slower syncs: measured on ext4 over virtio, a Go loop's p99
+// read 1.3-1.5x that of fio and of the same loop in C. Yielding, untimed,
+// at least this often keeps the goroutine fresh, and the loop then reads
+// like C and fio (docs/benchmarks.md).
+const fsyncYieldEvery = time.Millisecond
 
 // Probe files are named fsyncFilePrefix + pid-sequence + fsyncFileSuffix;
 // files matching the pattern in the probe directory are the probe's own and
@@ -180,6 +193,9 @@ type FsyncProbe struct {
 	buf     []byte
 	seq     atomic.Uint64
 	written atomic.Uint64
+	// yieldEvery is fsyncYieldEvery; BenchmarkFsyncYield turns it off
+	// (zero) to show what the yield is for.
+	yieldEvery time.Duration
 
 	mu          sync.Mutex
 	busy        bool // a round's goroutine is running
@@ -205,7 +221,7 @@ func newFsyncProbe(opts FsyncOptions, fsys fsyncFS) *FsyncProbe {
 	buf := make([]byte, max(opts.WriteSize, 0))
 	r := rand.NewChaCha8([32]byte{'e', 't', 'c', 'd', 'p', 'u', 'l', 's', 'e'})
 	_, _ = r.Read(buf)
-	return &FsyncProbe{opts: opts, fs: fsys, logger: logger.With("probe", ProbeFsync), buf: buf}
+	return &FsyncProbe{opts: opts, fs: fsys, logger: logger.With("probe", ProbeFsync), buf: buf, yieldEvery: fsyncYieldEvery}
 }
 
 // Name implements Probe.
@@ -323,7 +339,12 @@ func (p *FsyncProbe) round(ctx context.Context) (ds []time.Duration, err error) 
 	}
 	n := p.syncs()
 	ds = make([]time.Duration, 0, n)
+	lastYield := time.Now()
 	for i := range n {
+		if p.yieldEvery > 0 && time.Since(lastYield) >= p.yieldEvery {
+			runtime.Gosched()
+			lastYield = time.Now()
+		}
 		if ctx.Err() != nil {
 			// Not wrapped: the runner would report a context deadline as
 			// a member that did not answer.
