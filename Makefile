@@ -44,7 +44,7 @@ lint:
 # The whole suite, against real etcd clusters (in process and as processes).
 test: tools lint
 	ETCDPULSE_ETCD_BIN=$(ETCD) ETCDPULSE_ETCDCTL_BIN=$(ETCDCTL) \
-	ETCDPULSE_PROMTOOL=$(PROMTOOL) ETCDPULSE_PROMETHEUS=$(PROMETHEUS) \
+	ETCDPULSE_PROMTOOL=$(PROMTOOL) ETCDPULSE_PROMETHEUS=$(PROMETHEUS) ETCDPULSE_STRICT=1 \
 	  $(GO) test -count=1 -timeout 25m ./...
 
 docs:

@@ -16,6 +16,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/etcdpulse/etcdpulse/internal/testenv"
 )
 
 func TestClassifyFS(t *testing.T) {
@@ -41,7 +43,7 @@ func TestClassifyFS(t *testing.T) {
 // A round on a real disk: one fresh file, every sync timed, the file gone
 // afterwards, a stale file from an earlier agent swept, other files left.
 func TestFsyncMeasuresOnRealFiles(t *testing.T) {
-	d := newDirs(t, realDiskDir(t))
+	d := newDirs(t, testenv.DiskDir(t))
 	stale := filepath.Join(d.probe, fsyncFilePrefix+"99-7"+fsyncFileSuffix)
 	other := filepath.Join(d.probe, "keep.txt")
 	for _, f := range []string{stale, other} {
@@ -87,7 +89,7 @@ func TestFsyncMeasuresOnRealFiles(t *testing.T) {
 
 // A round never writes past the file size, whatever syncs says.
 func TestFsyncFileSizeBound(t *testing.T) {
-	d := newDirs(t, realDiskDir(t))
+	d := newDirs(t, testenv.DiskDir(t))
 	fsys := &hookFS{}
 	p := newFsyncProbe(d.opts(100, 4096, 64<<10, nil), fsys)
 	ds, err := p.Measure(deadline(t))
@@ -106,7 +108,7 @@ func TestFsyncFileSizeBound(t *testing.T) {
 }
 
 func TestFsyncNoSpace(t *testing.T) {
-	d := newDirs(t, realDiskDir(t))
+	d := newDirs(t, testenv.DiskDir(t))
 	fsys := &hookFS{statfs: func(s fsStat) fsStat { s.Avail = 100 << 20; return s }}
 	p := newFsyncProbe(d.opts(16, 2300, 1<<20, nil), fsys)
 	_, err := p.Measure(deadline(t))
@@ -122,7 +124,7 @@ func TestFsyncNoSpace(t *testing.T) {
 // A slow sync shows as outstanding while it lasts and lands in the
 // histogram; the round then completes.
 func TestFsyncSlowSync(t *testing.T) {
-	d := newDirs(t, realDiskDir(t))
+	d := newDirs(t, testenv.DiskDir(t))
 	gate := newGate(4) // the untimed sync of the new file, then the third timed one
 	fsys := &hookFS{gate: gate}
 	hist := newHist()
@@ -163,7 +165,7 @@ func TestFsyncSlowSync(t *testing.T) {
 // probe reports the sync outstanding, starts no other one, logs once, and
 // recovers when the sync returns.
 func TestFsyncHungSync(t *testing.T) {
-	d := newDirs(t, realDiskDir(t))
+	d := newDirs(t, testenv.DiskDir(t))
 	gate := newGate(1)
 	fsys := &hookFS{gate: gate}
 	logs := &logRecorder{}
@@ -242,7 +244,7 @@ func TestFsyncRefusesTmpfs(t *testing.T) {
 
 func TestFsyncRefusesOtherDevice(t *testing.T) {
 	wal := newDirs(t, tmpfsDir(t))
-	d := newDirs(t, realDiskDir(t))
+	d := newDirs(t, testenv.DiskDir(t))
 	opts := d.opts(16, 2300, 1<<20, nil)
 	opts.WALDir, opts.DataDir = wal.wal, wal.data
 	p := newFsyncProbe(opts, &hookFS{})
@@ -256,7 +258,7 @@ func TestFsyncRefusesOtherDevice(t *testing.T) {
 // No data directory (no etcd here): refused, nothing created; once the
 // member's directories appear, the probe measures.
 func TestFsyncNoWALDirThenRecovers(t *testing.T) {
-	base := realDiskDir(t)
+	base := testenv.DiskDir(t)
 	data := filepath.Join(base, "etcd")
 	probeDir := filepath.Join(base, ".etcdpulse-probe")
 	logs := &logRecorder{}
@@ -292,7 +294,7 @@ type dirs struct{ data, wal, probe string }
 
 // newDirs lays out a member's directories under base, with the probe
 // directory beside the data directory.
-func newDirs(t *testing.T, base string) dirs {
+func newDirs(t testing.TB, base string) dirs {
 	t.Helper()
 	d := dirs{data: filepath.Join(base, "etcd")}
 	d.wal = filepath.Join(d.data, "member", "wal")
@@ -308,20 +310,6 @@ func newDirs(t *testing.T, base string) dirs {
 func (d dirs) opts(syncs, writeSize int, fileSize int64, obs prometheus.Observer) FsyncOptions {
 	return FsyncOptions{Dir: d.probe, WALDir: d.wal, DataDir: d.data, Syncs: syncs, WriteSize: writeSize,
 		FileSize: fileSize, StallThreshold: time.Second, Observer: obs}
-}
-
-// realDiskDir is a temporary directory on a disk, not tmpfs.
-func realDiskDir(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	st, err := osFS{}.Statfs(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if classifyFS(st.Type) != "" {
-		t.Skipf("%s is on %s; set TMPDIR to a directory on a disk", dir, fsName(st.Type))
-	}
-	return dir
 }
 
 // tmpfsDir is a temporary directory on a tmpfs: /dev/shm, else any
@@ -349,7 +337,7 @@ func tmpfsDir(t *testing.T) string {
 		t.Cleanup(func() { os.RemoveAll(dir) })
 		return dir
 	}
-	t.Skip("no writable tmpfs on this machine")
+	testenv.Unavailable(t, "no writable tmpfs on this machine (tried /dev/shm and the tmpfs mounts in /proc/mounts)")
 	return ""
 }
 

@@ -1,0 +1,74 @@
+// Package testenv decides what a test does when this machine lacks
+// something it needs (a directory on a real disk, a writable tmpfs).
+//
+// Under `make test`, which sets ETCDPULSE_STRICT=1, a missing requirement
+// fails the test: CI must never pass by skipping what it was meant to
+// check. A plain `go test` on a developer's machine skips with the same
+// message instead.
+package testenv
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// StrictEnv is the variable `make test` sets to turn Unavailable's skips
+// into failures.
+const StrictEnv = "ETCDPULSE_STRICT"
+
+// Unavailable stops the test because the machine lacks what it needs:
+// a failure under ETCDPULSE_STRICT=1, a skip otherwise.
+func Unavailable(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if os.Getenv(StrictEnv) == "1" {
+		t.Fatalf(format+" ("+StrictEnv+"=1: required)", args...)
+	}
+	t.Skipf(format, args...)
+}
+
+// DiskDir returns a temporary directory on a real disk, removed when the
+// test ends: t.TempDir() when it is on one, else a directory beside the
+// test's package (a checkout sits on a disk even where /tmp is a tmpfs).
+// Where neither is on a disk, the test is Unavailable.
+func DiskDir(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	fs := memoryFS(dir)
+	if fs == "" {
+		return dir
+	}
+	local, err := os.MkdirTemp(".", ".disktest-")
+	if err != nil {
+		Unavailable(t, "%s is on %s and no directory could be made beside the package: %v", dir, fs, err)
+	}
+	t.Cleanup(func() { os.RemoveAll(local) })
+	if lfs := memoryFS(local); lfs != "" {
+		Unavailable(t, "%s is on %s and %s on %s; set TMPDIR to a directory on a disk", dir, fs, local, lfs)
+	}
+	abs, err := filepath.Abs(local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return abs
+}
+
+// memoryFS names the filesystem under dir when fdatasync there reaches no
+// disk of its own (tmpfs, ramfs, overlay), and is "" otherwise.
+func memoryFS(dir string) string {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return ""
+	}
+	switch st.Type {
+	case unix.TMPFS_MAGIC:
+		return "tmpfs"
+	case unix.RAMFS_MAGIC:
+		return "ramfs"
+	case unix.OVERLAYFS_SUPER_MAGIC:
+		return "overlay"
+	}
+	return ""
+}
