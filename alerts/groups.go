@@ -43,12 +43,16 @@ func quorumGroup() Group {
 		},
 		{
 			Alert: "EtcdNoLeader",
-			// Quorum lost implies no leader; that alert already pages.
-			Expr:        `max by (cluster) (etcdpulse_cluster_has_leader) == 0 unless on (cluster) max by (cluster) (etcdpulse_cluster_fault_tolerance) < 0`,
+			// A leader is working when a quorum of voters follows it: one
+			// member cut off from its peers reports no leader (has_leader
+			// 0) while the others commit, and that is EtcdQuorumAtRisk
+			// and EtcdLeaderDisagreement, not this page. Quorum lost
+			// implies no leader; that alert already pages.
+			Expr:        `max by (cluster) (etcdpulse_cluster_leader_voters) < on (cluster) max by (cluster) (etcdpulse_cluster_quorum_size) unless on (cluster) max by (cluster) (etcdpulse_cluster_fault_tolerance) < 0`,
 			For:         30 * time.Second,
 			Severity:    Critical,
 			Summary:     "etcd has no leader although a quorum of members answers.",
-			Description: `No agent of etcd cluster {{ $labels.cluster }} sees its reachable members agree on a leader (has_leader {{ $value }}), yet enough members are up: elections are failing, or one member is cut off and reports no leader (see EtcdLeaderDisagreement). Check disk and peer latency.`,
+			Description: `No agent of etcd cluster {{ $labels.cluster }} sees a quorum of voting members follow one leader (at most {{ $value }} agree on one), yet enough members are up: elections are failing, so nothing commits. Check disk and peer latency.`,
 		},
 		{
 			Alert: "EtcdLeaderFlapping",

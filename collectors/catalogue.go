@@ -50,6 +50,8 @@ var (
 
 	HasLeader = Metric{"etcdpulse_cluster_has_leader", Gauge,
 		"1 when the reachable members agree on one leader in one term, else 0.", nil, "cluster"}
+	LeaderVoters = Metric{"etcdpulse_cluster_leader_voters", Gauge,
+		"Reachable voting members that report the same leader in the same term, the largest such group, the leader included. The leader commits while this is at least the quorum size, even when one cut-off member reports no leader (has_leader 0).", nil, "cluster"}
 	LeaderDisagreement = Metric{"etcdpulse_cluster_leader_disagreement", Gauge,
 		"1 when reachable members report different leaders or terms, else 0.", nil, "cluster"}
 	LeaderChanges = Metric{"etcdpulse_cluster_leader_changes_total", Counter,
@@ -165,7 +167,7 @@ var (
 // Catalogue lists every metric etcdpulse exports, in documentation order.
 var Catalogue = []Metric{
 	Up, BuildInfo, LastRound, Requests,
-	HasLeader, LeaderDisagreement, LeaderChanges, Term, Members, VotingMembers, HealthyVotingMembers, QuorumSize, FaultTolerance,
+	HasLeader, LeaderVoters, LeaderDisagreement, LeaderChanges, Term, Members, VotingMembers, HealthyVotingMembers, QuorumSize, FaultTolerance,
 	MemberInfo, LocalMemberInfo, MemberReachable, MemberHealthy, MemberIsLeader, MemberIsLearner, MemberRaftTerm, MemberRaftIndexLag, MemberApplyLag,
 	MemberDBSize, MemberDBSizeInUse, MemberDBQuota, MemberAlarm,
 	ProbeSuccess, ProbeDuration,

@@ -27,7 +27,7 @@ type ClusterCollector struct {
 // clusterMetrics are the catalogue rows this collector exports.
 var clusterMetrics = []Metric{
 	Up, LastRound, Requests,
-	HasLeader, LeaderDisagreement, LeaderChanges, Term, Members, VotingMembers, HealthyVotingMembers, QuorumSize, FaultTolerance,
+	HasLeader, LeaderVoters, LeaderDisagreement, LeaderChanges, Term, Members, VotingMembers, HealthyVotingMembers, QuorumSize, FaultTolerance,
 	MemberInfo, LocalMemberInfo, MemberReachable, MemberHealthy, MemberIsLeader, MemberIsLearner, MemberRaftTerm, MemberRaftIndexLag, MemberApplyLag,
 	MemberDBSize, MemberDBSizeInUse, MemberDBQuota, MemberAlarm,
 	ProbeSuccess,
@@ -76,6 +76,7 @@ func (c *ClusterCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(Members, float64(len(v.Members)))
 		gauge(VotingMembers, float64(v.Voters))
 		gauge(QuorumSize, float64(v.QuorumSize))
+		gauge(LeaderVoters, float64(v.LeaderVoters))
 	}
 	if v.MembershipKnown && v.HealthKnown {
 		gauge(HealthyVotingMembers, float64(v.HealthyVoters))

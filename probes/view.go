@@ -91,6 +91,12 @@ type View struct {
 	Term   uint64
 	// LeaderDisagreement: reachable members report different leaders or terms.
 	LeaderDisagreement bool
+	// LeaderVoters is the largest number of reachable voting members that
+	// report the same leader in the same term, the leader included (0
+	// until the member list is known). A leader followed by QuorumSize
+	// voters commits writes even when HasLeader is false because a member
+	// cut off from it reports none.
+	LeaderVoters int
 	LeaderChanges      uint64
 	Members            []MemberView
 	Voters             int
@@ -174,6 +180,7 @@ func Evaluate(prev View, at time.Time, known bool, members []Member, results []T
 	var maxIndex uint64
 	type leaderTerm struct{ leader, term uint64 }
 	views := map[leaderTerm]bool{}
+	following := map[leaderTerm]int{} // reachable voters per reported leader
 	alarms := map[Alarm]bool{}
 	for _, m := range rows {
 		if m.Local && m.Reachable {
@@ -201,6 +208,11 @@ func Evaluate(prev View, at time.Time, known bool, members []Member, results []T
 			v.Voters++
 			if m.Healthy {
 				v.HealthyVoters++
+			}
+			if m.Reachable && m.Status.Leader != 0 {
+				lt := leaderTerm{m.Status.Leader, m.Status.Term}
+				following[lt]++
+				v.LeaderVoters = max(v.LeaderVoters, following[lt])
 			}
 		}
 	}

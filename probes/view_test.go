@@ -37,22 +37,30 @@ func TestEvaluate(t *testing.T) {
 		up, hasLeader, disagree            bool
 		voters, healthy, quorum, tolerance int
 		leaderLabel                        string
+		leaderVoters                       int
 	}{
 		{"healthy 3", members(3), []TargetResults{result(1, 2, 5, 10, true), result(2, 2, 5, 10, true), result(3, 2, 5, 9, true)},
-			true, true, false, 3, 3, 2, 1, "b"},
+			true, true, false, 3, 3, 2, 1, "b", 3},
 		{"one member down: quorum at risk", members(3), []TargetResults{result(1, 2, 5, 10, true), result(2, 2, 5, 10, true), down(3)},
-			true, true, false, 3, 2, 2, 0, "b"},
+			true, true, false, 3, 2, 2, 0, "b", 2},
 		{"two down: quorum lost on the survivor", members(3), []TargetResults{result(1, 0, 6, 10, false), down(2), down(3)},
-			true, false, false, 3, 0, 2, -2, ""},
+			true, false, false, 3, 0, 2, -2, "", 0},
 		{"local frozen: view from the others", members(3), []TargetResults{down(1), result(2, 2, 5, 10, true), result(3, 2, 5, 10, true)},
-			false, true, false, 3, 2, 2, 0, "b"},
+			false, true, false, 3, 2, 2, 0, "b", 2},
 		{"members disagree", members(3), []TargetResults{result(1, 2, 5, 10, true), result(2, 2, 5, 10, true), result(3, 3, 4, 8, false)},
-			true, false, true, 3, 2, 2, 0, ""},
+			true, false, true, 3, 2, 2, 0, "", 2},
+		// A member cut off from its peers (its inbound peer traffic lost)
+		// becomes a pre-candidate and reports no leader, in the same term:
+		// the others still commit with a quorum behind the leader.
+		{"one member cut off, reporting no leader", members(3), []TargetResults{result(1, 2, 5, 10, true), result(2, 2, 5, 10, true), result(3, 0, 5, 8, false)},
+			true, false, true, 3, 2, 2, 0, "", 2},
+		{"no two members agree", members(3), []TargetResults{result(1, 1, 5, 10, false), result(2, 2, 6, 10, false), result(3, 0, 7, 8, false)},
+			true, false, true, 3, 0, 2, -2, "", 1},
 		{"learner does not vote", append(members(3), Member{ID: 4, Name: "d", IsLearner: true}),
 			[]TargetResults{result(1, 2, 5, 10, true), result(2, 2, 5, 10, true), result(3, 2, 5, 10, true), result(4, 2, 5, 10, true)},
-			true, true, false, 3, 3, 2, 1, "b"},
+			true, true, false, 3, 3, 2, 1, "b", 3},
 		{"five members, two down", members(5), []TargetResults{result(1, 1, 3, 7, true), result(2, 1, 3, 7, true), result(3, 1, 3, 7, true), down(4), down(5)},
-			true, true, false, 5, 3, 3, 0, "a"},
+			true, true, false, 5, 3, 3, 0, "a", 3},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -66,6 +74,9 @@ func TestEvaluate(t *testing.T) {
 			}
 			if got := v.LeaderLabel(); got != c.leaderLabel {
 				t.Errorf("leader = %q, want %q", got, c.leaderLabel)
+			}
+			if v.LeaderVoters != c.leaderVoters {
+				t.Errorf("leader voters = %d, want %d", v.LeaderVoters, c.leaderVoters)
 			}
 		})
 	}
