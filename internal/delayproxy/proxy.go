@@ -11,6 +11,7 @@
 package delayproxy
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -64,6 +65,8 @@ type Proxy struct {
 	changed chan struct{} // closed and replaced at each change of mode or delay
 	ln      *net.TCPListener
 	conns   map[net.Conn]struct{}
+	heads   map[net.Conn][]byte // client side -> its first headLimit bytes
+	drop    []byte              // cut connections whose head contains this
 	plugs   map[string]net.Conn // local address -> client side of a connection filling the accept queue
 	closed  bool
 	wg      sync.WaitGroup
@@ -76,7 +79,7 @@ func New(target string) (*Proxy, error) { return Listen("127.0.0.1:0", target) }
 // port that was just released (by a proxy closed before) is retried for
 // up to two seconds.
 func Listen(addr, target string) (*Proxy, error) {
-	p := &Proxy{target: target, changed: make(chan struct{}), conns: map[net.Conn]struct{}{}, plugs: map[string]net.Conn{}}
+	p := &Proxy{target: target, changed: make(chan struct{}), conns: map[net.Conn]struct{}{}, heads: map[net.Conn][]byte{}, plugs: map[string]net.Conn{}}
 	ln, err := listen(addr)
 	for i := 0; i < 20 && errors.Is(err, syscall.EADDRINUSE); i++ {
 		time.Sleep(100 * time.Millisecond)
@@ -106,6 +109,45 @@ func (p *Proxy) SetDelay(d time.Duration) {
 	defer p.mu.Unlock()
 	p.delay = d
 	p.notifyLocked()
+}
+
+// headLimit bounds the client bytes kept per connection for SetDropMatching:
+// enough for an HTTP request's headers.
+const headLimit = 8 << 10
+
+// SetDropMatching cuts every connection whose client has sent, within its
+// first 8 KiB, bytes containing match: the open ones now, new ones as soon
+// as the bytes arrive (nothing of a cut connection's chunk is forwarded).
+// It singles out one caller among many, for example an etcd member by the
+// X-Server-From header of its peer requests. nil or empty stops it.
+func (p *Proxy) SetDropMatching(match []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.drop = bytes.Clone(match)
+	if len(p.drop) == 0 {
+		return
+	}
+	for c, head := range p.heads {
+		if bytes.Contains(head, p.drop) {
+			c.Close() // its pumps end, and handle untracks both sides
+		}
+	}
+}
+
+// sawClient records a chunk from a client and reports whether the
+// connection is to be dropped.
+func (p *Proxy) sawClient(c net.Conn, data []byte) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	head, ok := p.heads[c]
+	if !ok {
+		return false
+	}
+	if n := min(len(data), headLimit-len(head)); n > 0 {
+		head = append(head, data[:n]...)
+		p.heads[c] = head
+	}
+	return len(p.drop) > 0 && bytes.Contains(head, p.drop)
 }
 
 // Mode returns the current mode.
@@ -187,6 +229,7 @@ func (p *Proxy) cutLocked() {
 		c.Close()
 	}
 	p.conns = map[net.Conn]struct{}{}
+	p.heads = map[net.Conn][]byte{}
 }
 
 // plugLocked fills the accept queue with connections of its own until a
@@ -302,6 +345,7 @@ func (p *Proxy) untrack(cs ...net.Conn) {
 	defer p.mu.Unlock()
 	for _, c := range cs {
 		delete(p.conns, c)
+		delete(p.heads, c)
 		c.Close()
 	}
 }
@@ -321,6 +365,11 @@ func (p *Proxy) handle(c net.Conn) {
 		p.untrack(c, b)
 		return
 	}
+	p.mu.Lock()
+	if _, open := p.conns[c]; open {
+		p.heads[c] = nil
+	}
+	p.mu.Unlock()
 	done := make(chan struct{}, 2)
 	go func() { p.pump(b, c, true); done <- struct{}{} }()
 	go func() { p.pump(c, b, false); done <- struct{}{} }()
@@ -359,6 +408,9 @@ func (p *Proxy) pump(dst, src net.Conn, delayed bool) {
 		}
 	}()
 	for ch := range chunks {
+		if delayed && p.sawClient(src, ch.data) {
+			return
+		}
 		if !p.wait(ch.at, delayed) {
 			return
 		}

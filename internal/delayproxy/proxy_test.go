@@ -155,3 +155,51 @@ func TestBlackhole(t *testing.T) {
 		t.Fatalf("round trip on a connection opened before the black hole: %v", err)
 	}
 }
+
+// say sends a line on c and waits for its echo.
+func say(c net.Conn, line string) error {
+	c.SetDeadline(time.Now().Add(5 * time.Second)) //nolint:errcheck
+	if _, err := c.Write([]byte(line + "\n")); err != nil {
+		return err
+	}
+	_, err := bufio.NewReader(c).ReadString('\n')
+	return err
+}
+
+// SetDropMatching singles out connections by what their client sent: open
+// ones at once, new ones at their first matching bytes; others go on.
+func TestDropMatching(t *testing.T) {
+	p := start(t)
+	dial := func(first string) net.Conn {
+		t.Helper()
+		c, err := net.DialTimeout("tcp", p.Addr(), time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if err := say(c, first); err != nil {
+			t.Fatalf("%q before any drop: %v", first, err)
+		}
+		return c
+	}
+	a, b := dial("X-Server-From: a1"), dial("X-Server-From: b2")
+	p.SetDropMatching([]byte("X-Server-From: a1"))
+	if err := say(a, "ping"); err == nil {
+		t.Error("an open connection whose client matched still works")
+	}
+	if err := say(b, "ping"); err != nil {
+		t.Errorf("another open connection was cut: %v", err)
+	}
+	// A new connection: the connect completes, the matching bytes are
+	// not forwarded and the connection is cut.
+	c, err := net.DialTimeout("tcp", p.Addr(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := say(c, "GET / HTTP/1.1\r\nX-Server-From: a1\r\n"); err == nil {
+		t.Error("a new matching connection was forwarded")
+	}
+	p.SetDropMatching(nil)
+	dial("X-Server-From: a1") // fails the test unless forwarded again
+}

@@ -66,6 +66,10 @@ type Options struct {
 	ElectionMs  uint         // election timeout; 0 = etcd default (1000)
 	HeartbeatMs uint         // heartbeat interval; 0 = etcd default (100)
 	Logger      *slog.Logger // optional; receives harness events and in-process etcd error logs
+	// PeerProxy routes each member's inbound peer traffic through a proxy
+	// in the test process, at its advertised peer URL, so that
+	// Member.IsolatePeers can cut it.
+	PeerProxy bool
 }
 
 // Timeouts used by Start, AddMember and RemoveMember.
@@ -220,7 +224,10 @@ func (c *Cluster) newMember(name string) (*Member, error) {
 	}
 	n := 2
 	if c.opts.Mode == InProcess {
-		n = 3
+		n++ // the client proxy's backend
+	}
+	if c.opts.PeerProxy {
+		n++ // the peer proxy's backend
 	}
 	var ps []int
 	for range n {
@@ -238,8 +245,13 @@ func (c *Cluster) newMember(name string) (*Member, error) {
 		dataDir:   filepath.Join(c.baseDir, name+".etcd"),
 		logPath:   filepath.Join(c.baseDir, name+".log"),
 	}
-	if n == 3 {
-		m.backendURL = fmt.Sprintf("%s://127.0.0.1:%d", scheme, ps[2])
+	ps = ps[2:]
+	if c.opts.Mode == InProcess {
+		m.backendURL = fmt.Sprintf("%s://127.0.0.1:%d", scheme, ps[0])
+		ps = ps[1:]
+	}
+	if c.opts.PeerProxy {
+		m.peerBackendURL = fmt.Sprintf("%s://127.0.0.1:%d", scheme, ps[0])
 	}
 	if err := os.RemoveAll(m.dataDir); err != nil {
 		return nil, err

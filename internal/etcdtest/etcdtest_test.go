@@ -422,3 +422,57 @@ func TestProcessAddRemove(t *testing.T) {
 		t.Fatal("removed member restarted")
 	}
 }
+
+// A follower cut off from its peers still answers its clients but reports
+// no leader, while the other two keep their leader and commit; restored,
+// it follows the leader again.
+func TestIsolatePeers(t *testing.T) {
+	c := Start(t, Options{Size: 3, PeerProxy: true, Logger: testLogger(t)})
+	lead, err := c.WaitLeader(ctxT(t, 30*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cut *Member
+	for _, m := range c.Members() {
+		if m != lead {
+			cut = m
+			break
+		}
+	}
+	if err := cut.IsolatePeers(true); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus := func(what string, m *Member, ok func(*clientv3.StatusResponse) bool) {
+		t.Helper()
+		ctx := ctxT(t, 60*time.Second)
+		for {
+			s := statusOK(t, m)
+			if ok(s) {
+				return
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("%s: %s reports leader %x in term %d", what, m.Name(), s.Leader, s.RaftTerm)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	waitStatus("cut off", cut, func(s *clientv3.StatusResponse) bool { return s.Leader == 0 })
+	if s := statusOK(t, lead); s.Leader != lead.ID() {
+		t.Errorf("the leader reports leader %x, want itself (%x)", s.Leader, lead.ID())
+	}
+	cli, err := c.newClient([]string{lead.ClientURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	putGet(t, cli, "while-cut", "1")
+
+	if err := cut.IsolatePeers(false); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus("restored", cut, func(s *clientv3.StatusResponse) bool { return s.Leader != 0 })
+	if _, err := c.WaitLeader(ctxT(t, 30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	putGet(t, c.Client(t), "after", "2")
+}

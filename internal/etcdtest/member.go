@@ -20,6 +20,7 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
+	"go.etcd.io/etcd/client/pkg/v3/types"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 
@@ -36,9 +37,12 @@ type Member struct {
 	name       string
 	clientURL  string // advertised client URL (in-process: the proxy)
 	backendURL string // in-process only: where the embedded etcd listens for clients
-	peerURL    string
-	dataDir    string
-	logPath    string
+	peerURL    string // advertised peer URL (with Options.PeerProxy: the proxy)
+	// peerBackendURL, with Options.PeerProxy only: where etcd listens for
+	// peers.
+	peerBackendURL string
+	dataDir        string
+	logPath        string
 
 	op sync.Mutex // serializes lifecycle operations (start, kill, freeze, thaw)
 
@@ -51,6 +55,7 @@ type Member struct {
 	removed        bool
 	etcd           *embed.Etcd       // in-process
 	proxy          *delayproxy.Proxy // in-process: the advertised client port
+	peerProxy      *delayproxy.Proxy // Options.PeerProxy: the advertised peer port
 	logFile        *os.File          // in-process
 	mute           *atomic.Bool      // in-process: stops forwarding etcd logs to Options.Logger
 	closing        chan struct{}     // in-process: closed when the last embed.Etcd is fully closed
@@ -146,9 +151,12 @@ func (m *Member) kill() error {
 		return nil
 	}
 	m.running, m.frozen = false, false
-	e, p, lf, pr, sc, mute := m.etcd, m.proxy, m.logFile, m.proc, m.statusCli, m.mute
-	m.etcd, m.proxy, m.logFile, m.statusCli, m.mute = nil, nil, nil, nil, nil
+	e, p, lf, pr, sc, mute, pp := m.etcd, m.proxy, m.logFile, m.proc, m.statusCli, m.mute, m.peerProxy
+	m.etcd, m.proxy, m.logFile, m.statusCli, m.mute, m.peerProxy = nil, nil, nil, nil, nil, nil
 	m.mu.Unlock()
+	if pp != nil {
+		pp.Close() //nolint:errcheck
+	}
 
 	if sc != nil {
 		sc.Close()
@@ -324,6 +332,15 @@ func (m *Member) launch() error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.peerBackendURL != "" {
+		// Up before the member: until etcd listens, peers' connects
+		// through it fail as they would against the member itself.
+		pp, err := delayproxy.Listen(mustURL(m.peerURL).Host, mustURL(m.peerBackendURL).Host)
+		if err != nil {
+			return fmt.Errorf("etcdtest: peer port of %s: %w", m.name, err)
+		}
+		m.peerProxy = pp
+	}
 	var err error
 	if m.c.opts.Mode == Process {
 		err = m.launchProcess()
@@ -331,9 +348,61 @@ func (m *Member) launch() error {
 		err = m.launchEmbed()
 	}
 	if err != nil {
+		if m.peerProxy != nil {
+			m.peerProxy.Close() //nolint:errcheck
+			m.peerProxy = nil
+		}
 		return err
 	}
 	m.running = true
+	return nil
+}
+
+// peerListenURL is where etcd listens for its peers.
+func (m *Member) peerListenURL() string {
+	if m.peerBackendURL != "" {
+		return m.peerBackendURL
+	}
+	return m.peerURL
+}
+
+// IsolatePeers cuts (true) or restores (false) the member's peer traffic
+// both ways, while clients still reach it: its own peer port refuses
+// connections, and the other members' peer proxies cut every connection
+// whose requests it sent (raft's X-Server-From header: a member receives
+// its peers' messages over streams it dials itself). A follower so cut off
+// hears no heartbeat, becomes a pre-candidate and reports no leader; the
+// others keep theirs. Needs Options.PeerProxy (and no TLS: the header is
+// read off the wire) and a running member.
+func (m *Member) IsolatePeers(isolated bool) error {
+	c := m.c
+	if !c.opts.PeerProxy || c.opts.TLS != nil {
+		return errors.New("etcdtest: IsolatePeers needs Options{PeerProxy: true} without TLS")
+	}
+	m.mu.Lock()
+	own, id := m.peerProxy, m.id
+	m.mu.Unlock()
+	if own == nil || id == 0 {
+		return fmt.Errorf("etcdtest: %s is not running", m.name)
+	}
+	mode, match := delayproxy.Forward, []byte(nil)
+	if isolated {
+		mode, match = delayproxy.Refuse, []byte("X-Server-From: "+types.ID(id).String()+"\r\n")
+	}
+	if err := own.SetMode(mode); err != nil {
+		return err
+	}
+	for _, o := range c.Members() {
+		if o == m {
+			continue
+		}
+		o.mu.Lock()
+		if o.peerProxy != nil {
+			o.peerProxy.SetDropMatching(match)
+		}
+		o.mu.Unlock()
+	}
+	c.log.Info("etcdtest: member's peer traffic", "member", m.name, "isolated", isolated)
 	return nil
 }
 
@@ -356,7 +425,7 @@ func (m *Member) launchEmbed() error {
 	cfg.Dir = m.dataDir
 	cfg.ListenClientUrls = []url.URL{mustURL(m.backendURL)}
 	cfg.AdvertiseClientUrls = []url.URL{mustURL(m.clientURL)}
-	cfg.ListenPeerUrls = []url.URL{mustURL(m.peerURL)}
+	cfg.ListenPeerUrls = []url.URL{mustURL(m.peerListenURL())}
 	cfg.AdvertisePeerUrls = []url.URL{mustURL(m.peerURL)}
 	cfg.ListenMetricsUrls = nil
 	cfg.InitialCluster = m.initialCluster
@@ -417,7 +486,7 @@ func (m *Member) launchProcess() error {
 		"--data-dir=" + m.dataDir,
 		"--listen-client-urls=" + m.clientURL,
 		"--advertise-client-urls=" + m.clientURL,
-		"--listen-peer-urls=" + m.peerURL,
+		"--listen-peer-urls=" + m.peerListenURL(),
 		"--initial-advertise-peer-urls=" + m.peerURL,
 		"--initial-cluster=" + m.initialCluster,
 		"--initial-cluster-state=" + m.clusterState,
