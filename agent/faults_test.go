@@ -18,12 +18,15 @@ const (
 	mTolerance = "etcdpulse_cluster_fault_tolerance"
 	mMember    = "etcdpulse_member_healthy"
 	mReachable = "etcdpulse_member_reachable"
+	mFollowing = "etcdpulse_cluster_leader_voters"
+	mDisagree  = "etcdpulse_cluster_leader_disagreement"
 )
 
 func healthyCluster(voters float64) []expect {
 	return []expect{
 		gauge(mUp, 1), gauge(mHasLeader, 1), gauge(mVoters, voters), gauge(mHealthy, voters),
 		gauge(mQuorum, float64(int(voters)/2+1)), gauge(mTolerance, voters-float64(int(voters)/2+1)),
+		gauge(mFollowing, voters), gauge(mDisagree, 0),
 	}
 }
 
@@ -60,9 +63,10 @@ func indexOf(c *etcdtest.Cluster, m *etcdtest.Member) int {
 
 // TestFaultDetection injects every fault the agent must report, one after
 // the other on one 3-member cluster of real etcd processes (SIGSTOP needs a
-// process), with one agent per member at default settings.
+// process), with one agent per member at default settings. Peer traffic
+// goes through proxies so that a member can be cut off from its peers.
 func TestFaultDetection(t *testing.T) {
-	c := etcdtest.Start(t, etcdtest.Options{Size: 3, Mode: etcdtest.Process})
+	c := etcdtest.Start(t, etcdtest.Options{Size: 3, Mode: etcdtest.Process, PeerProxy: true})
 	agents := agentsFor(t, c)
 	for i, a := range agents {
 		a.waitFor(t, "agent "+c.Member(i).Name()+" sees a healthy cluster", healthyCluster(3)...)
@@ -133,6 +137,30 @@ func TestFaultDetection(t *testing.T) {
 			t.Fatal(err)
 		}
 		other.waitFor(t, "recovery after SIGCONT", healthyCluster(3)...)
+	})
+
+	// The cut-off follower answers clients but reports no leader: no agent
+	// sees agreement (has_leader 0), yet two voters follow the leader, a
+	// quorum, so the cluster commits (EtcdNoLeader stays silent).
+	t.Run("follower cut off from its peers", func(t *testing.T) {
+		leader := leaderOf(t, c)
+		victim := c.Member((indexOf(c, leader) + 1) % 3)
+		if err := victim.IsolatePeers(true); err != nil {
+			t.Fatal(err)
+		}
+		cutOff := []expect{
+			gauge(mHasLeader, 0), gauge(mDisagree, 1), gauge(mFollowing, 2), gauge(mQuorum, 2),
+			gauge(mReachable, 1, "member", victim.Name()), gauge(mMember, 0, "member", victim.Name()),
+			gauge(mHealthy, 2), gauge(mTolerance, 0),
+		}
+		agents[indexOf(c, leader)].waitFor(t, "the leader's agent: cut-off member reported, leader kept by a quorum", cutOff...)
+		agents[indexOf(c, victim)].waitFor(t, "the cut-off member's own agent: the same view", append(cutOff, gauge(mUp, 1))...)
+		if err := victim.IsolatePeers(false); err != nil {
+			t.Fatal(err)
+		}
+		for i, a := range agents {
+			a.waitFor(t, "recovery on agent "+c.Member(i).Name(), healthyCluster(3)...)
+		}
 	})
 
 	t.Run("two of three stopped", func(t *testing.T) {
