@@ -59,11 +59,11 @@ func faultToleranceStat() *stat.PanelBuilder {
 
 func leaderStat() *stat.PanelBuilder {
 	return defaultStat("Leader",
-		"Whether the reachable members agree on one leader in one term, for the most optimistic agent. Without a leader etcd accepts no writes.",
+		"Whether a quorum of voting members follows one leader in one term, for the most optimistic agent. Without one etcd accepts no writes. One cut-off member that reports no leader shows under Leader agreement, not here.",
 		"none", "EtcdNoLeader").
 		Span(3).
 		Mappings(okMappings("Leader", "No leader")).
-		WithTarget(instantQuery(`max by (cluster) (`+cluster("etcdpulse_cluster_has_leader")+`)`, "{{cluster}}"))
+		WithTarget(instantQuery(`max by (cluster) (`+cluster("etcdpulse_cluster_leader_voters")+`) >= bool on (cluster) max by (cluster) (`+cluster("etcdpulse_cluster_quorum_size")+`)`, "{{cluster}}"))
 }
 
 func leaderAgreementStat() *stat.PanelBuilder {
