@@ -120,7 +120,7 @@ var (
 		"1 when the last attempt of the phase to the peer succeeded, 0 when it failed (refused, reset or timed out).", []string{"peer", "phase"}, "network"}
 
 	HostFilesystemSize = Metric{"etcdpulse_host_filesystem_size_bytes", Gauge,
-		"Size of the filesystem holding etcd's data (dir=\"data\") or WAL (dir=\"wal\") directory; absent while the directory cannot be read.", []string{"dir"}, "host"}
+		"Size of the filesystem holding etcd's data (dir=\"data\") or WAL (dir=\"wal\") directory; dir=\"wal\" only when the WAL is on a filesystem of its own; absent while the directory cannot be read.", []string{"dir"}, "host"}
 	HostFilesystemFree = Metric{"etcdpulse_host_filesystem_free_bytes", Gauge,
 		"Bytes available to unprivileged users on the filesystem of the directory.", []string{"dir"}, "host"}
 	HostFilesystemFiles = Metric{"etcdpulse_host_filesystem_files", Gauge,

@@ -123,6 +123,9 @@ func (c *HostCollector) Collect(ch chan<- prometheus.Metric) {
 		if d.path == "" {
 			continue
 		}
+		if d.label == "wal" && c.opts.DataDir != "" && sameFilesystem(c.opts.DataDir, d.path) {
+			continue // one filesystem, one series: the alerts fire once
+		}
 		if dev, ok := c.collectFilesystem(ctx, emit, d.label, d.path); ok && !slices.Contains(devices, dev) {
 			devices = append(devices, dev)
 		}

@@ -18,6 +18,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/shirou/gopsutil/v4/disk"
 	"golang.org/x/sys/unix"
+
+	"github.com/etcdpulse/etcdpulse/internal/testenv"
 )
 
 // families gathers c through a pedantic registry (which checks that every
@@ -117,7 +119,16 @@ func TestHostCollectorRealMachine(t *testing.T) {
 		}
 		return v
 	}
-	for _, dir := range []string{"data", "wal"} {
+	// The WAL shares the data directory's filesystem: one series.
+	for _, m := range []Metric{HostFilesystemSize, HostFilesystemFree} {
+		if n := len(mfs[m.Name].GetMetric()); n != 1 {
+			t.Errorf("%s: %d series for data and WAL on one filesystem, want 1 (dir=\"data\")", m.Name, n)
+		}
+	}
+	if _, ok := value(mfs, HostFilesystemSize.Name, "dir", "wal"); ok {
+		t.Errorf("dir=\"wal\" reported although the WAL is on the data directory's filesystem")
+	}
+	for _, dir := range []string{"data"} {
 		size, free := must(HostFilesystemSize.Name, "dir", dir), must(HostFilesystemFree.Name, "dir", dir)
 		if size <= 0 || free < 0 || free > size {
 			t.Errorf("dir=%s: size %v, free %v", dir, size, free)
@@ -174,6 +185,35 @@ func TestHostCollectorRealMachine(t *testing.T) {
 		if _, ok := Lookup(name); !ok {
 			t.Errorf("%s exported but not in the catalogue", name)
 		}
+	}
+}
+
+// A WAL on a filesystem of its own (here a tmpfs, beside a data directory
+// on the test's disk) gets its own dir="wal" series.
+func TestHostCollectorSeparateWALFilesystem(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	data := t.TempDir()
+	wal, err := os.MkdirTemp("/dev/shm", "etcdpulse-wal-")
+	if err != nil {
+		testenv.Unavailable(t, "no writable /dev/shm for a second filesystem: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(wal) })
+	if sameFilesystem(data, wal) {
+		testenv.Unavailable(t, "%s and %s are on one filesystem; set TMPDIR to a directory on a disk", data, wal)
+	}
+	mfs := families(t, NewHostCollector(HostOptions{DataDir: data, WALDir: wal}))
+	var st unix.Statfs_t
+	if err := unix.Statfs(wal, &st); err != nil {
+		t.Fatal(err)
+	}
+	want := float64(st.Blocks) * float64(st.Bsize)
+	if got, ok := value(mfs, HostFilesystemSize.Name, "dir", "wal"); !ok || got != want {
+		t.Errorf("%s{dir=\"wal\"} = %v (present %v), want the tmpfs's %v", HostFilesystemSize.Name, got, ok, want)
+	}
+	if _, ok := value(mfs, HostFilesystemSize.Name, "dir", "data"); !ok {
+		t.Errorf("%s{dir=\"data\"} absent", HostFilesystemSize.Name)
 	}
 }
 
