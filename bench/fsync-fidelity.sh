@@ -39,15 +39,9 @@ if ! command -v go >/dev/null; then
 	exit 1
 fi
 
-if [[ $# -ge 1 ]]; then
-	dir=$1
-	mkdir -p "$dir"
-else
-	mkdir -p "$root/bench/tmp"
-	dir=$(mktemp -d "$root/bench/tmp/fsync-fidelity.XXXXXX")
-	trap 'rm -rf "$dir"' EXIT
-fi
-dir=$(cd "$dir" && pwd)
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
+workdir fsync-fidelity "$@"
 
 fstype=$(stat -f -c %T "$dir")
 case $fstype in

@@ -11,14 +11,9 @@
 set -euo pipefail
 rounds=${ROUNDS:-5}
 root=$(cd "$(dirname "$0")/.." && pwd)
-if [[ $# -ge 1 ]]; then
-	dir=$1
-	mkdir -p "$dir"
-else
-	mkdir -p "$root/bench/tmp"
-	dir=$(mktemp -d "$root/bench/tmp/fsync-loops.XXXXXX")
-	trap 'rm -rf "$dir"' EXIT
-fi
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
+workdir fsync-loops "$@"
 gcc -O2 -o "$dir/loop-c" "$root/bench/fsyncloop/c/loop.c" -lm
 (cd "$root" && go build -o "$dir/loop-go" ./bench/fsyncloop)
 mkdir -p "$dir/run"
