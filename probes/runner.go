@@ -287,7 +287,8 @@ func logChanges(log *slog.Logger, prev, v View) {
 		log.Info("leader changed", "from", MemberIDLabel(prev.Leader), "to", v.LeaderLabel(), "term", v.Term)
 	}
 	if prev.HasLeader && !v.HasLeader {
-		log.Warn("cluster has no agreed leader", "disagreement", v.LeaderDisagreement)
+		// leader_voters >= quorum: one member disagrees, the cluster commits.
+		log.Warn("cluster has no agreed leader", "disagreement", v.LeaderDisagreement, "leader_voters", v.LeaderVoters, "quorum", v.QuorumSize)
 	}
 	was := map[string]MemberView{}
 	for _, m := range prev.Members {
