@@ -96,12 +96,12 @@ type View struct {
 	// until the member list is known). A leader followed by QuorumSize
 	// voters commits writes even when HasLeader is false because a member
 	// cut off from it reports none.
-	LeaderVoters int
-	LeaderChanges      uint64
-	Members            []MemberView
-	Voters             int
-	HealthyVoters      int
-	QuorumSize         int
+	LeaderVoters  int
+	LeaderChanges uint64
+	Members       []MemberView
+	Voters        int
+	HealthyVoters int
+	QuorumSize    int
 	// FaultTolerance is HealthyVoters - QuorumSize: 0 means one more failure
 	// loses quorum, negative means quorum is lost.
 	FaultTolerance int
