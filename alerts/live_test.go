@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -31,9 +32,10 @@ type liveSetup struct {
 	prom    string
 }
 
-func startLive(tb testing.TB) *liveSetup {
+func startLive(tb testing.TB, opts etcdtest.Options) *liveSetup {
 	tb.Helper()
-	c := etcdtest.Start(tb, etcdtest.Options{Size: 3, Mode: etcdtest.InProcess})
+	opts.Size, opts.Mode = 3, etcdtest.InProcess
+	c := etcdtest.Start(tb, opts)
 	urls := c.ClientURLs()
 	var targets []string
 	for i := range urls {
@@ -178,19 +180,14 @@ func (s *liveSetup) killTwo(tb testing.TB) []*etcdtest.Member {
 
 func (s *liveSetup) quorumLostFiring() (bool, error) {
 	f, err := s.firing()
-	for _, a := range f {
-		if a == "EtcdQuorumLost" {
-			return true, err
-		}
-	}
-	return false, err
+	return slices.Contains(f, "EtcdQuorumLost"), err
 }
 
 // The shipped rules, loaded in a real Prometheus, page for quorum loss on
 // a real cluster. How fast is measured in BenchmarkLiveQuorumLost; the
 // deadline here is only a bound against hanging.
 func TestLiveQuorumLost(t *testing.T) {
-	s := startLive(t)
+	s := startLive(t, etcdtest.Options{})
 	if f, err := s.firing(); err != nil || len(f) != 0 {
 		t.Fatalf("alerts firing on a healthy cluster: %v (%v)", f, err)
 	}
@@ -199,11 +196,45 @@ func TestLiveQuorumLost(t *testing.T) {
 	t.Logf("EtcdQuorumLost fired %s after two of three members were killed", d.Round(time.Second))
 }
 
+// One follower cut off from its peers keeps answering clients but reports
+// no leader, so has_leader is 0 on every agent, while the other two commit.
+// In a real Prometheus with the shipped rules that pages as quorum at risk,
+// with the disagreement as a warning, and never as EtcdNoLeader.
+func TestLiveOneMemberCutOff(t *testing.T) {
+	s := startLive(t, etcdtest.Options{PeerProxy: true})
+	lead, err := s.cluster.WaitLeader(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := s.cluster.Members()[0]
+	if victim == lead {
+		victim = s.cluster.Members()[1]
+	}
+	if err := victim.IsolatePeers(true); err != nil {
+		t.Fatal(err)
+	}
+	var last []string
+	s.waitFor(t, "EtcdQuorumAtRisk and EtcdLeaderDisagreement firing", 5*time.Minute, func() (bool, error) {
+		f, err := s.firing()
+		if slices.Contains(f, "EtcdNoLeader") {
+			t.Fatalf("EtcdNoLeader fired for one cut-off member (firing: %v)", f)
+		}
+		last = f
+		return slices.Contains(f, "EtcdQuorumAtRisk") && slices.Contains(f, "EtcdLeaderDisagreement"), err
+	})
+	// Both waited out a "for" of a minute: EtcdNoLeader ("for" 30s) would
+	// have fired by now had its expression held.
+	if v, err := s.query(`max(etcdpulse_cluster_has_leader) == 0 and on() max(etcdpulse_cluster_leader_voters) == 2`); err != nil || len(v) != 1 {
+		t.Errorf("has_leader 0 with 2 voters following the leader: %d results (%v)", len(v), err)
+	}
+	t.Logf("firing with one member cut off: %v", last)
+}
+
 // BenchmarkLiveQuorumLost measures the time from killing two of three
 // members to EtcdQuorumLost firing in Prometheus (15 s scrape and
 // evaluation intervals). Run: make bench-alerts.
 func BenchmarkLiveQuorumLost(b *testing.B) {
-	s := startLive(b)
+	s := startLive(b, etcdtest.Options{})
 	var times []time.Duration
 	for range b.N {
 		victims := s.killTwo(b)
