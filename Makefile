@@ -14,6 +14,10 @@ ETCDCTL := $(BIN)/etcdctl
 PROMETHEUS_VERSION := v0.316.0
 PROMTOOL   := $(BIN)/promtool
 PROMETHEUS := $(BIN)/prometheus
+# An older etcd to stay compatible with: Debian 12's etcd-server (3.4),
+# unpacked from its package under bin/ (no root needed, nothing installed
+# system-wide).
+ETCD_COMPAT := $(BIN)/etcd-3.4/usr/bin/etcd
 
 .PHONY: all build tools test lint docs dashboards generate bench-detection bench-alerts clean
 
@@ -34,7 +38,13 @@ $(PROMTOOL):
 $(PROMETHEUS):
 	GOBIN=$(BIN) $(GO) install -tags remove_all_sd github.com/prometheus/prometheus/cmd/prometheus@$(PROMETHEUS_VERSION)
 
-tools: $(ETCD) $(ETCDCTL) $(PROMTOOL) $(PROMETHEUS)
+$(ETCD_COMPAT):
+	rm -rf $(BIN)/etcd-3.4 && mkdir -p $(BIN)/etcd-3.4
+	cd $(BIN)/etcd-3.4 && { apt-get download etcd-server || { apt-get update && apt-get download etcd-server; }; }
+	dpkg-deb -x $(BIN)/etcd-3.4/etcd-server_*.deb $(BIN)/etcd-3.4
+	$@ --version | grep '^etcd Version: 3\.4\.'
+
+tools: $(ETCD) $(ETCDCTL) $(PROMTOOL) $(PROMETHEUS) $(ETCD_COMPAT)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -44,6 +54,7 @@ lint:
 # The whole suite, against real etcd clusters (in process and as processes).
 test: tools lint
 	ETCDPULSE_ETCD_BIN=$(ETCD) ETCDPULSE_ETCDCTL_BIN=$(ETCDCTL) \
+	ETCDPULSE_ETCD_COMPAT_BIN=$(ETCD_COMPAT) \
 	ETCDPULSE_PROMTOOL=$(PROMTOOL) ETCDPULSE_PROMETHEUS=$(PROMETHEUS) ETCDPULSE_STRICT=1 \
 	  $(GO) test -count=1 -timeout 25m ./...
 

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,10 +67,42 @@ func indexOf(c *etcdtest.Cluster, m *etcdtest.Member) int {
 // process), with one agent per member at default settings. Peer traffic
 // goes through proxies so that a member can be cut off from its peers.
 func TestFaultDetection(t *testing.T) {
-	c := etcdtest.Start(t, etcdtest.Options{Size: 3, Mode: etcdtest.Process, PeerProxy: true})
-	agents := agentsFor(t, c)
+	faultDetection(t, etcdtest.EtcdBinary(t), "3.7.")
+}
+
+// The same faults against the older etcd the agent stays compatible with
+// (Debian 12's etcd-server, 3.4).
+func TestFaultDetectionEtcd34(t *testing.T) {
+	faultDetection(t, etcdtest.CompatEtcdBinary(t), "3.4.")
+}
+
+// faultDetection runs the faults on a cluster of bin, whose members must
+// report a version starting with version.
+func faultDetection(t *testing.T, bin, version string) {
+	c := etcdtest.Start(t, etcdtest.Options{Size: 3, Mode: etcdtest.Process, PeerProxy: true, EtcdBin: bin})
+	// Each agent also reads its member's own /metrics and measures fsync
+	// beside its data directory, as on a control-plane node.
+	agents := agentsWith(t, c, func(m *etcdtest.Member, cfg *Config) {
+		cfg.Etcd.DataDir = m.DataDir()
+		cfg.Etcd.MetricsURL = m.ClientURL() + "/metrics"
+		cfg.Disk.ProbeDir = m.DataDir() + "-probe" // the members share a parent directory
+	})
 	for i, a := range agents {
 		a.waitFor(t, "agent "+c.Member(i).Name()+" sees a healthy cluster", healthyCluster(3)...)
+	}
+	agents[0].waitFor(t, "etcd's own metrics read and a round of fsyncs measured",
+		gauge("etcdpulse_etcd_metrics_up", 1), histCountAtLeast("etcdpulse_etcd_wal_fsync_duration_seconds", 1),
+		histCountAtLeast(mFsyncDuration, DefaultDiskSyncs), absentFamily(mFsyncRefused))
+	infos := mustScrape(t, agents[0])["etcdpulse_member_info"].GetMetric()
+	if len(infos) != 3 {
+		t.Fatalf("%d etcdpulse_member_info samples, want 3", len(infos))
+	}
+	for _, m := range infos {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "version" && !strings.HasPrefix(l.GetValue(), version) {
+				t.Fatalf("a member reports etcd %q, want %s*", l.GetValue(), version)
+			}
+		}
 	}
 
 	t.Run("leader killed", func(t *testing.T) {

@@ -70,11 +70,22 @@ func serveAgent(t testing.TB, opts Options) *testAgent {
 
 // agentsFor starts one agent per member of c, each with its member first.
 func agentsFor(t testing.TB, c *etcdtest.Cluster) []*testAgent {
+	return agentsWith(t, c, nil)
+}
+
+// agentsWith is agentsFor with each agent's configuration adjusted by
+// configure (if not nil) for the member it sits beside.
+func agentsWith(t testing.TB, c *etcdtest.Cluster, configure func(m *etcdtest.Member, cfg *Config)) []*testAgent {
 	var out []*testAgent
 	urls := c.ClientURLs()
 	for i := range urls {
 		eps := append([]string{urls[i]}, append(append([]string{}, urls[:i]...), urls[i+1:]...)...)
-		out = append(out, startAgent(t, eps, nil))
+		var f func(*Config)
+		if configure != nil {
+			m := c.Member(i)
+			f = func(cfg *Config) { configure(m, cfg) }
+		}
+		out = append(out, startAgent(t, eps, f))
 	}
 	return out
 }

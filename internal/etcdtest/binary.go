@@ -13,11 +13,33 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/etcdpulse/etcdpulse/internal/testenv"
 )
 
 // EtcdBinaryEnv names the environment variable that, when set, gives the path
 // of the etcd binary used in Process mode instead of building one.
 const EtcdBinaryEnv = "ETCDPULSE_ETCD_BIN"
+
+// CompatEtcdBinaryEnv names the environment variable giving the path of an
+// older etcd binary to stay compatible with (`make test` unpacks Debian 12's
+// etcd-server, 3.4, and sets it).
+const CompatEtcdBinaryEnv = "ETCDPULSE_ETCD_COMPAT_BIN"
+
+// CompatEtcdBinary returns $ETCDPULSE_ETCD_COMPAT_BIN, the older etcd the
+// agent must keep working with. Without it the test is unavailable: a
+// failure under `make test`, a skip under a plain `go test`.
+func CompatEtcdBinary(t testing.TB) string {
+	t.Helper()
+	p := os.Getenv(CompatEtcdBinaryEnv)
+	if p == "" {
+		testenv.Unavailable(t, "%s is not set: `make test` unpacks Debian's etcd-server (3.4) into bin/etcd-3.4 and sets it", CompatEtcdBinaryEnv)
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("%s: %v", CompatEtcdBinaryEnv, err)
+	}
+	return p
+}
 
 var etcdBin struct {
 	sync.Mutex

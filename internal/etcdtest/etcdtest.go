@@ -66,6 +66,9 @@ type Options struct {
 	ElectionMs  uint         // election timeout; 0 = etcd default (1000)
 	HeartbeatMs uint         // heartbeat interval; 0 = etcd default (100)
 	Logger      *slog.Logger // optional; receives harness events and in-process etcd error logs
+	// EtcdBin, in Process mode, is the etcd binary to run (for example
+	// CompatEtcdBinary); empty means EtcdBinary.
+	EtcdBin string
 	// PeerProxy routes each member's inbound peer traffic through a proxy
 	// in the test process, at its advertised peer URL, so that
 	// Member.IsolatePeers can cut it.
@@ -119,7 +122,10 @@ func Start(t testing.TB, opts Options) *Cluster {
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	if opts.Mode == Process {
-		c.etcdBin = EtcdBinary(t)
+		c.etcdBin = opts.EtcdBin
+		if c.etcdBin == "" {
+			c.etcdBin = EtcdBinary(t)
+		}
 	}
 	if opts.TLS != nil {
 		cfg, err := opts.TLS.ClientTLSConfig()
