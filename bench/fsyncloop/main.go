@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command fsyncloop is the bare write+fdatasync loop, in Go, behind the
 // fsync probe's yield (probes.fsyncYieldEvery): with -mode plain it reads
 // a higher tail than the same loop in C (c/loop.c) or fio; with -mode raw

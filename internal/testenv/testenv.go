@@ -11,8 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-
-	"golang.org/x/sys/unix"
 )
 
 // StrictEnv is the variable `make test` sets to turn Unavailable's skips
@@ -53,22 +51,4 @@ func DiskDir(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return abs
-}
-
-// memoryFS names the filesystem under dir when fdatasync there reaches no
-// disk of its own (tmpfs, ramfs, overlay), and is "" otherwise.
-func memoryFS(dir string) string {
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
-		return ""
-	}
-	switch st.Type {
-	case unix.TMPFS_MAGIC:
-		return "tmpfs"
-	case unix.RAMFS_MAGIC:
-		return "ramfs"
-	case unix.OVERLAYFS_SUPER_MAGIC:
-		return "overlay"
-	}
-	return ""
 }
