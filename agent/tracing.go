@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,6 +46,23 @@ type TracingOptions struct {
 	// necessarily at startup). They are added to the resource of every
 	// span exported from then on. nil leaves them out.
 	Member func() (name string, id uint64)
+}
+
+// LocalMemberOf returns a TracingOptions.Member for the agent that p will
+// hold: the tracer provider exists before the agent does, so the agent is
+// looked up at each call. "" and 0 until p holds an agent that knows its
+// local member.
+func LocalMemberOf(p *atomic.Pointer[Agent]) func() (name string, id uint64) {
+	return func() (string, uint64) {
+		if a := p.Load(); a != nil {
+			for _, m := range a.View().Members {
+				if m.Local {
+					return m.Name, m.ID
+				}
+			}
+		}
+		return "", 0
+	}
 }
 
 // Resource attributes naming the member the agent sits beside.

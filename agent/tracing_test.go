@@ -374,16 +374,7 @@ func TestTraceExportOTLP(t *testing.T) {
 
 	c := etcdtest.Start(t, etcdtest.Options{Size: 1, Mode: etcdtest.InProcess})
 	var running atomic.Pointer[Agent]
-	member := func() (string, uint64) {
-		if a := running.Load(); a != nil {
-			for _, m := range a.View().Members {
-				if m.Local {
-					return m.Name, m.ID
-				}
-			}
-		}
-		return "", 0
-	}
+	member := LocalMemberOf(&running)
 	tp, shutdown, err := NewTracerProvider(context.Background(), TracingOptions{Member: member})
 	if err != nil {
 		t.Fatal(err)

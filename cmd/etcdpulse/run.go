@@ -178,16 +178,7 @@ func newTracing(logger *slog.Logger) (trace.TracerProvider, func(), *atomic.Poin
 	otel.SetErrorHandler(agent.NewErrorHandler(logger))
 	otel.SetLogger(logr.FromSlogHandler(logger.Handler()))
 	running := new(atomic.Pointer[agent.Agent])
-	member := func() (string, uint64) {
-		if a := running.Load(); a != nil {
-			for _, m := range a.View().Members {
-				if m.Local {
-					return m.Name, m.ID
-				}
-			}
-		}
-		return "", 0
-	}
+	member := agent.LocalMemberOf(running)
 	tp, shutdown, err := agent.NewTracerProvider(context.Background(), agent.TracingOptions{Logger: logger, Member: member})
 	if err != nil {
 		return nil, nil, nil, err
