@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
@@ -233,6 +234,16 @@ func checkFields(n *yaml.Node, t reflect.Type, path string) error {
 		if _, err := parseDuration(n); err != nil {
 			return fmt.Errorf("line %d: field %s: %w", n.Line, strings.TrimPrefix(path, "."), err)
 		}
+	case isScalar(t.Kind()):
+		if n.Kind != yaml.ScalarNode {
+			return fmt.Errorf("line %d: field %s: expected %s, got a %s", n.Line, strings.TrimPrefix(path, "."), kindName(t.Kind()), nodeKindName(n.Kind))
+		}
+		if n.Tag == "!!null" {
+			return nil
+		}
+		if err := n.Decode(reflect.New(t).Interface()); err != nil {
+			return fmt.Errorf("line %d: field %s: expected %s, got %q", n.Line, strings.TrimPrefix(path, "."), kindName(t.Kind()), n.Value)
+		}
 	case t.Kind() == reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			return fmt.Errorf("line %d: field %s: expected a list, such as [\"a\", \"b\"]", n.Line, strings.TrimPrefix(path, "."))
@@ -244,6 +255,37 @@ func checkFields(n *yaml.Node, t reflect.Type, path string) error {
 		}
 	}
 	return nil
+}
+
+func isScalar(k reflect.Kind) bool {
+	switch k {
+	case reflect.String, reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+		return true
+	}
+	return false
+}
+
+func kindName(k reflect.Kind) string {
+	switch k {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	}
+	return "an integer"
+}
+
+func nodeKindName(k yaml.Kind) string {
+	switch k {
+	case yaml.MappingNode:
+		return "mapping"
+	case yaml.SequenceNode:
+		return "list"
+	}
+	return "value"
 }
 
 func sectionName(path string) string {
@@ -307,8 +349,11 @@ func (c *Config) Validate() error {
 	}
 	for i, ep := range c.Etcd.Endpoints {
 		u, err := url.Parse(ep)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "unix" && u.Scheme != "unixs") || u.Host == "" && u.Path == "" {
+		switch {
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "unix" && u.Scheme != "unixs") || u.Host == "" && u.Path == "":
 			bad(fmt.Sprintf("etcd.endpoints[%d]", i), "etcd.endpoints", "%q is not a client URL (expected http://host:port or https://host:port)", ep)
+		case (u.Scheme == "http" || u.Scheme == "https") && !validPort(u.Port(), 1):
+			bad(fmt.Sprintf("etcd.endpoints[%d]", i), "etcd.endpoints", "%q has port %q: expected a number from 1 to 65535, such as %q", ep, u.Port(), DefaultEndpoint)
 		}
 	}
 	tlsFiles := []struct{ field, flag, path string }{
@@ -340,8 +385,12 @@ func (c *Config) Validate() error {
 		if strings.HasPrefix(a, "vsock://") {
 			continue
 		}
-		if _, _, err := net.SplitHostPort(a); err != nil {
+		_, port, err := net.SplitHostPort(a)
+		switch {
+		case err != nil:
 			bad(fmt.Sprintf("web.listen_addresses[%d]", i), "web.listen-address", "%q is not host:port (expected, for example, %q)", a, DefaultListenAddress)
+		case port == "" || !validPort(port, 0):
+			bad(fmt.Sprintf("web.listen_addresses[%d]", i), "web.listen-address", "%q has port %q: expected a number from 0 to 65535, such as %q", a, port, DefaultListenAddress)
 		}
 	}
 	if c.Web.ConfigFile != "" {
@@ -380,6 +429,15 @@ func (c *Config) Validate() error {
 	c.Network.validate(bad)
 	c.Host.validate(c.Etcd, bad)
 	return errors.Join(errs...)
+}
+
+// validPort: empty (the scheme's default), or a number from low to 65535.
+func validPort(p string, low int) bool {
+	if p == "" {
+		return true
+	}
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= low && n <= 65535
 }
 
 // Schedule returns a probe's schedule: its own settings over the defaults.

@@ -42,6 +42,11 @@ func TestConfigErrors(t *testing.T) {
 			"etcd.tls.cert_file (--etcd.cert): a client certificate and its key go together: set both etcd.tls.cert_file and etcd.tls.key_file, or neither"},
 		{"bad-log-level.yml", `log.level (--log.level): "verbose" is not one of debug, info, warn, error`},
 		{"bad-listen.yml", `web.listen_addresses[0] (--web.listen-address): "12379" is not host:port (expected, for example, ":12379")`},
+		{"bad-int.yml", `line 2: field disk.syncs: expected an integer, got "many"`},
+		{"bad-bool.yml", `line 2: field disk.enabled: expected true or false, got "yes please"`},
+		{"string-mapping.yml", `line 3: field etcd.username: expected a string, got a mapping`},
+		{"bad-endpoint-port.yml", `etcd.endpoints[0] (--etcd.endpoints): "http://127.0.0.1:99999" has port "99999": expected a number from 1 to 65535, such as "http://127.0.0.1:2379"`},
+		{"bad-listen-port.yml", `web.listen_addresses[0] (--web.listen-address): "127.0.0.1:70000" has port "70000": expected a number from 0 to 65535, such as ":12379"`},
 		{"bad-prefix.yml", `etcd.key_prefix: "registry/" must start and end with "/" and name a key space of its own, such as "/etcdpulse/"`},
 	}
 	for _, c := range cases {

@@ -41,6 +41,16 @@ func TestConfigCheck(t *testing.T) {
 			"etcdpulse: invalid configuration:\n  etcd.tls.ca_file (--etcd.cacert): cannot read \"/nonexistent/ca.crt\": no such file or directory\n"},
 		{[]string{"run", "--log.format", "xml", "--config.check"}, 1,
 			"etcdpulse: invalid configuration:\n  log.format (--log.format): \"xml\" is not one of logfmt, json\n"},
+		{[]string{"run", "--etcd.endpoints", "http://127.0.0.1:99999", "--config.check"}, 1,
+			"etcdpulse: invalid configuration:\n  etcd.endpoints[0] (--etcd.endpoints): \"http://127.0.0.1:99999\" has port \"99999\": expected a number from 1 to 65535, such as \"http://127.0.0.1:2379\"\n"},
+		{[]string{"run", "--web.listen-address", "127.0.0.1:70000", "--config.check"}, 1,
+			"etcdpulse: invalid configuration:\n  web.listen_addresses[0] (--web.listen-address): \"127.0.0.1:70000\" has port \"70000\": expected a number from 0 to 65535, such as \":12379\"\n"},
+		// An address this host does not have (TEST-NET-1): run would fail
+		// to bind it, so the check does (nothing is sent anywhere).
+		{[]string{"run", "--web.listen-address", "192.0.2.1:12379", "--config.check"}, 1,
+			"etcdpulse: invalid configuration:\n  web.listen_addresses[0] (--web.listen-address): cannot listen on 192.0.2.1:12379: bind: cannot assign requested address\n"},
+		{[]string{"run", "--config.file", "../../agent/testdata/config/bad-int.yml", "--config.check"}, 1,
+			"etcdpulse: invalid configuration:\n  --config.file ../../agent/testdata/config/bad-int.yml: line 2: field disk.syncs: expected an integer, got \"many\"\n"},
 		{[]string{"run", "--no-such-flag"}, 2, "etcdpulse: unknown long flag '--no-such-flag'\n"},
 	}
 	for _, c := range cases {
@@ -54,6 +64,23 @@ func TestConfigCheck(t *testing.T) {
 				t.Errorf("exit %d, output:\n%s\nwant exit %d, output:\n%s", code, got, c.code, c.out)
 			}
 		})
+	}
+}
+
+// A port in use when the configuration is checked may be the running
+// agent's that the configuration is for: a note, not an error.
+func TestConfigCheckPortInUse(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	code, out, errOut := runCmd("run", "--web.listen-address", l.Addr().String(), "--config.check")
+	if code != 0 || out != "configuration is valid\n" {
+		t.Errorf("exit %d, stdout %q; want 0 and the configuration valid", code, out)
+	}
+	if want := "note: web.listen_addresses[0] (--web.listen-address) " + l.Addr().String() + " is in use now; run needs it free\n"; errOut != want {
+		t.Errorf("stderr %q, want %q", errOut, want)
 	}
 }
 

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -131,14 +133,6 @@ func runAgent(f *flagValues, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "etcdpulse: invalid configuration:\n%s\n", indent(err.Error()))
 		return 1
 	}
-	if f.configCheck {
-		if _, err := agent.ClientTLS(cfg.Etcd.TLS); cfg.Etcd.TLS.Enabled() && err != nil {
-			fmt.Fprintf(stderr, "etcdpulse: invalid configuration:\n%s\n", indent(err.Error()))
-			return 1
-		}
-		fmt.Fprintln(stdout, "configuration is valid")
-		return 0
-	}
 	logger := newLogger(cfg.Log, stderr)
 	tp, shutdownTracing, running, err := newTracing(logger)
 	if err != nil {
@@ -146,10 +140,15 @@ func runAgent(f *flagValues, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer shutdownTracing()
+	// New reads the TLS files and builds the clients; it never waits for
+	// etcd, so etcd down or refusing the agent is reported once running.
 	a, err := agent.New(agent.Options{Config: cfg, Logger: logger, TracerProvider: tp})
 	if err != nil {
 		fmt.Fprintf(stderr, "etcdpulse: invalid configuration:\n%s\n", indent(err.Error()))
 		return 1
+	}
+	if f.configCheck {
+		return checkListen(cfg.Web.ListenAddresses, stdout, stderr)
 	}
 	running.Store(a)
 	ls, err := agent.Listen(cfg.Web.ListenAddresses)
@@ -167,6 +166,35 @@ func runAgent(f *flagValues, stdout, stderr io.Writer) int {
 		logger.Error("etcdpulse stopped", "err", err)
 		return 1
 	}
+	return 0
+}
+
+// checkListen ends --config.check: everything run does before serving has
+// passed, and each listen address is bound once and released, so that an
+// address this host does not have, or a port the agent may not bind,
+// fails here rather than at startup. A port in use now passes with a
+// note: the agent this configuration is meant for may hold it.
+func checkListen(addrs []string, stdout, stderr io.Writer) int {
+	var errs []string
+	for i, addr := range addrs {
+		if strings.HasPrefix(addr, "vsock://") {
+			continue
+		}
+		l, err := net.Listen("tcp", addr)
+		switch {
+		case err == nil:
+			l.Close()
+		case errors.Is(err, syscall.EADDRINUSE):
+			fmt.Fprintf(stderr, "note: web.listen_addresses[%d] (--web.listen-address) %s is in use now; run needs it free\n", i, addr)
+		default:
+			errs = append(errs, fmt.Sprintf("web.listen_addresses[%d] (--web.listen-address): cannot listen on %s: %v", i, addr, errors.Unwrap(err)))
+		}
+	}
+	if len(errs) > 0 {
+		fmt.Fprintf(stderr, "etcdpulse: invalid configuration:\n%s\n", indent(strings.Join(errs, "\n")))
+		return 1
+	}
+	fmt.Fprintln(stdout, "configuration is valid")
 	return 0
 }
 
