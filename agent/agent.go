@@ -83,6 +83,10 @@ func New(opts Options) (*Agent, error) {
 		NativeHistogramMaxBucketNumber:  100,
 		NativeHistogramMinResetDuration: time.Hour,
 	}, collectors.ProbeDuration.Labels)
+	failures := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: collectors.ProbeFailures.Name,
+		Help: collectors.ProbeFailures.Help,
+	}, collectors.ProbeFailures.Labels)
 
 	targets, err := probes.NewTargets(cfg.Etcd.Endpoints, probes.ClientConfig{
 		TLS:         tlsCfg,
@@ -132,12 +136,14 @@ func New(opts Options) (*Agent, error) {
 		Logger:   logger,
 		Tracer:   tp.Tracer("github.com/etcdpulse/etcdpulse/probes"),
 		Duration: duration,
+		Failures: failures,
 		Figures:  figs,
 		OnView:   onView,
 	})
 	reg.MustRegister(
 		versioncollector.NewCollector("etcdpulse"),
 		duration,
+		failures,
 		collectors.NewClusterCollector(runner, everyMember),
 	)
 	a := &Agent{cfg: cfg, logger: logger, registry: reg, targets: targets, runner: runner}

@@ -134,11 +134,14 @@ func TestLiveMetrics(t *testing.T) {
 		gauge("etcdpulse_probe_success", 1, "probe", "network"),
 		gauge("etcdpulse_etcd_metrics_up", 1),
 		gauge("etcdpulse_network_peer_up", 1, "phase", "request"))
-	// Present only in some states: a refused fsync probe, and etcd's own
-	// peer RTT, which etcd records every 30 s.
+	// Present only in some states: a refused fsync probe, etcd's own peer
+	// RTT, which etcd records every 30 s, an agent that etcd refuses, and
+	// failed probe runs.
 	optional := map[string]bool{
-		collectors.FsyncRefused.Name: true,
-		collectors.EtcdPeerRTT.Name:  true,
+		collectors.FsyncRefused.Name:  true,
+		collectors.EtcdPeerRTT.Name:   true,
+		collectors.AgentRefused.Name:  true,
+		collectors.ProbeFailures.Name: true,
 	}
 
 	body := get(t, a.url+"/metrics", "")

@@ -11,7 +11,9 @@ import "time"
 
 // unhealthyMembers lists, in a description, the members no agent can read
 // from linearizably.
-const unhealthyMembers = `{{ range $i, $s := printf "max by (member) (etcdpulse_member_healthy{cluster=%q}) == 0" $labels.cluster | query | sortByLabel "member" }}{{ if $i }}, {{ end }}{{ $s.Labels.member }}{{ end }}.`
+// Learners never serve linearizable reads and do not vote: they are not
+// listed.
+const unhealthyMembers = `{{ range $i, $s := printf "max by (member) (etcdpulse_member_healthy{cluster=%q}) == 0 unless on (member) max by (member) (etcdpulse_member_is_learner{cluster=%q}) == 1" $labels.cluster $labels.cluster | query | sortByLabel "member" }}{{ if $i }}, {{ end }}{{ $s.Labels.member }}{{ end }}.`
 
 // localMember names, in a description, the member beside the agent of the
 // alert's instance.
@@ -223,6 +225,18 @@ func agentGroup() Group {
 			Severity:    Warning,
 			Summary:     "Fewer etcdpulse agents report than there are etcd voting members.",
 			Description: `Only {{ $value }} etcdpulse agents of etcd cluster {{ $labels.cluster }} are scraped, fewer than its voting members: a node's agent is down or not scraped, and faults seen only from that node go unreported.`,
+		},
+		{
+			Alert: "EtcdpulseAgentRefused",
+			// While etcd refuses an agent, that agent reports the member's
+			// health and the quorum figures as unknown (absent), so that a
+			// rotated password or an expired certificate never pages as a
+			// lost quorum; this says why they are missing.
+			Expr:        `max by (cluster, instance, member, reason) (etcdpulse_agent_refused) == 1`,
+			For:         time.Minute,
+			Severity:    Warning,
+			Summary:     "etcd refuses the etcdpulse agent, or the agent refuses etcd's certificate.",
+			Description: `The agent on {{ $labels.instance }} (beside member ` + localMember + `) cannot judge member {{ $labels.member }} of etcd cluster {{ $labels.cluster }}: {{ $labels.reason }} (refused {{ $value }}). Its health and the cluster's quorum are unknown to that agent until its credentials, certificates or role are fixed.`,
 		},
 		{
 			Alert: "EtcdpulseAgentsAbsent",

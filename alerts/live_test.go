@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/etcdpulse/etcdpulse/agent"
 	"github.com/etcdpulse/etcdpulse/internal/etcdtest"
 	"github.com/etcdpulse/etcdpulse/internal/promtool"
@@ -32,7 +34,9 @@ type liveSetup struct {
 	prom    string
 }
 
-func startLive(tb testing.TB, opts etcdtest.Options) *liveSetup {
+// startLive starts the setup; prepare, when given, runs on the cluster
+// before the agents start and may adjust their configuration.
+func startLive(tb testing.TB, opts etcdtest.Options, prepare ...func(*etcdtest.Cluster, *agent.Config)) *liveSetup {
 	tb.Helper()
 	opts.Size, opts.Mode = 3, etcdtest.InProcess
 	c := etcdtest.Start(tb, opts)
@@ -42,6 +46,13 @@ func startLive(tb testing.TB, opts etcdtest.Options) *liveSetup {
 		cfg := agent.DefaultConfig()
 		cfg.Etcd.Endpoints = append([]string{urls[i]}, append(append([]string{}, urls[:i]...), urls[i+1:]...)...)
 		cfg.Disk.Enabled = false // no data dir beside these members' agents
+		for _, p := range prepare {
+			if i == 0 {
+				p(c, &cfg)
+			} else {
+				p(nil, &cfg)
+			}
+		}
 		a, err := agent.New(agent.Options{Config: cfg, Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			tb.Fatal(err)
@@ -228,6 +239,44 @@ func TestLiveOneMemberCutOff(t *testing.T) {
 		t.Errorf("has_leader 0 with 2 voters following the leader: %d results (%v)", len(v), err)
 	}
 	t.Logf("firing with one member cut off: %v", last)
+}
+
+// The password the agents share is changed in etcd: they cannot judge the
+// cluster any more. In a real Prometheus with the shipped rules that is one
+// warning per agent and member, and no page about quorum or the leader,
+// not even pending.
+func TestLivePasswordChanged(t *testing.T) {
+	var cli *clientv3.Client
+	s := startLive(t, etcdtest.Options{}, func(c *etcdtest.Cluster, cfg *agent.Config) {
+		if c != nil {
+			c.EnableAuth(t, "root-password")
+			cli = c.Client(t)
+			for _, step := range []func() error{
+				func() error { _, err := cli.RoleAdd(t.Context(), "etcdpulse"); return err },
+				func() error { _, err := cli.UserAdd(t.Context(), "etcdpulse", "old"); return err },
+				func() error { _, err := cli.UserGrantRole(t.Context(), "etcdpulse", "etcdpulse"); return err },
+			} {
+				if err := step(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		cfg.Etcd.Username, cfg.Etcd.Password = "etcdpulse", "old"
+	})
+	if _, err := cli.UserChangePassword(t.Context(), "etcdpulse", "new"); err != nil {
+		t.Fatal(err)
+	}
+	pages := `ALERTS{alertname=~"EtcdQuorumLost|EtcdQuorumAtRisk|EtcdNoLeader|EtcdMemberUnhealthy"}`
+	s.waitFor(t, "EtcdpulseAgentRefused firing for every agent and member", 5*time.Minute, func() (bool, error) {
+		if v, err := s.query(pages); err != nil || len(v) > 0 {
+			t.Fatalf("a page about the cluster went pending or fired on a healthy cluster: %s (%v)", v, err)
+		}
+		v, err := s.query(`count(ALERTS{alertname="EtcdpulseAgentRefused", alertstate="firing", reason="authentication"})`)
+		return len(v) == 1 && strings.Contains(string(v[0]), `"9"`), err
+	})
+	if v, err := s.query(`count_over_time(` + pages + `[10m])`); err != nil || len(v) > 0 {
+		t.Errorf("a page about the cluster was pending or firing at some point: %s (%v)", v, err)
+	}
 }
 
 // BenchmarkLiveQuorumLost measures the time from killing two of three

@@ -47,9 +47,12 @@ var (
 	Requests = Metric{"etcdpulse_etcd_requests_total", Counter,
 		"gRPC requests the agent sent to etcd, by member and method: the agent's own load on etcd.",
 		[]string{"member", "method"}, "agent"}
+	AgentRefused = Metric{"etcdpulse_agent_refused", Gauge,
+		"1 while the member refuses the agent, or the agent refuses the member's certificate, by reason: tls_certificate_expired, tls_unknown_authority, tls_name_mismatch, tls_bad_certificate, tls, authentication, permission_denied; absent otherwise. While the member's status or health read is refused, its health is unknown, not bad: etcdpulse_member_healthy and the quorum figures are absent rather than wrong.",
+		[]string{"member", "reason"}, "agent"}
 
 	HasLeader = Metric{"etcdpulse_cluster_has_leader", Gauge,
-		"1 when the reachable members agree on one leader in one term, else 0.", nil, "cluster"}
+		"1 when the reachable members agree on one leader in one term, else 0; absent while members that refuse the agent (etcdpulse_agent_refused) could change the answer.", nil, "cluster"}
 	LeaderVoters = Metric{"etcdpulse_cluster_leader_voters", Gauge,
 		"Reachable voting members that report the same leader in the same term, the largest such group, the leader included. The leader commits while this is at least the quorum size, even when one cut-off member reports no leader (has_leader 0).", nil, "cluster"}
 	LeaderDisagreement = Metric{"etcdpulse_cluster_leader_disagreement", Gauge,
@@ -76,9 +79,9 @@ var (
 		"Constant 1 naming the member this agent sits beside, once it has answered; joins node-level metrics to a member.",
 		[]string{"member", "member_id"}, "member"}
 	MemberReachable = Metric{"etcdpulse_member_reachable", Gauge,
-		"1 when the member answered its last status probe, else 0.", []string{"member"}, "member"}
+		"1 when the member answered its last status probe, else 0; absent while it refuses the agent (etcdpulse_agent_refused).", []string{"member"}, "member"}
 	MemberHealthy = Metric{"etcdpulse_member_healthy", Gauge,
-		"1 when the member answered its last linearizable read within the probe deadline, else 0.", []string{"member"}, "member"}
+		"1 when a voting member answered its last linearizable read within the probe deadline, or a learner its last serializable read with the leader's entries of a round before applied, else 0; absent while it refuses the agent (etcdpulse_agent_refused).", []string{"member"}, "member"}
 	MemberIsLeader = Metric{"etcdpulse_member_is_leader", Gauge,
 		"1 when the member is the agreed leader, else 0.", []string{"member"}, "member"}
 	MemberIsLearner = Metric{"etcdpulse_member_is_learner", Gauge,
@@ -102,6 +105,9 @@ var (
 		"1 when the probe's last run against the member succeeded, else 0.", []string{"probe", "member"}, "probe"}
 	ProbeDuration = Metric{"etcdpulse_probe_duration_seconds", Histogram,
 		"Duration of probe runs, failed ones included.", []string{"probe"}, "probe"}
+	ProbeFailures = Metric{"etcdpulse_probe_failures_total", Counter,
+		"Failed probe runs, by probe, member and reason: unreachable (refused, reset, DNS), timeout, tls_certificate_expired, tls_unknown_authority, tls_name_mismatch, tls_bad_certificate, tls, authentication, permission_denied, etcd_error (no leader, NOSPACE, ...), other.",
+		[]string{"probe", "member", "reason"}, "probe"}
 
 	FsyncDuration = Metric{"etcdpulse_disk_fsync_duration_seconds", Histogram,
 		"Duration of the fsync probe's fdatasync calls, each after a small sequential write into a fresh preallocated file on the WAL's filesystem, as etcd's WAL syncs.", nil, "disk"}
@@ -166,11 +172,11 @@ var (
 
 // Catalogue lists every metric etcdpulse exports, in documentation order.
 var Catalogue = []Metric{
-	Up, BuildInfo, LastRound, Requests,
+	Up, BuildInfo, LastRound, Requests, AgentRefused,
 	HasLeader, LeaderVoters, LeaderDisagreement, LeaderChanges, Term, Members, VotingMembers, HealthyVotingMembers, QuorumSize, FaultTolerance,
 	MemberInfo, LocalMemberInfo, MemberReachable, MemberHealthy, MemberIsLeader, MemberIsLearner, MemberRaftTerm, MemberRaftIndexLag, MemberApplyLag,
 	MemberDBSize, MemberDBSizeInUse, MemberDBQuota, MemberAlarm,
-	ProbeSuccess, ProbeDuration,
+	ProbeSuccess, ProbeDuration, ProbeFailures,
 	FsyncDuration, FsyncStalled, FsyncStalledSeconds, FsyncRefused, FsyncWritten,
 	NetworkPeerRTT, NetworkPeerUp,
 	HostFilesystemSize, HostFilesystemFree, HostFilesystemFiles, HostFilesystemFilesFree,

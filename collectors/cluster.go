@@ -26,7 +26,7 @@ type ClusterCollector struct {
 
 // clusterMetrics are the catalogue rows this collector exports.
 var clusterMetrics = []Metric{
-	Up, LastRound, Requests,
+	Up, LastRound, Requests, AgentRefused,
 	HasLeader, LeaderVoters, LeaderDisagreement, LeaderChanges, Term, Members, VotingMembers, HealthyVotingMembers, QuorumSize, FaultTolerance,
 	MemberInfo, LocalMemberInfo, MemberReachable, MemberHealthy, MemberIsLeader, MemberIsLearner, MemberRaftTerm, MemberRaftIndexLag, MemberApplyLag,
 	MemberDBSize, MemberDBSizeInUse, MemberDBQuota, MemberAlarm,
@@ -66,8 +66,11 @@ func (c *ClusterCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(Up, b2f(v.Up))
 	gauge(LastRound, float64(v.At.UnixNano())/1e9)
-	gauge(HasLeader, b2f(v.HasLeader))
-	gauge(LeaderDisagreement, b2f(v.LeaderDisagreement))
+	// Unknown, not wrong, while members refuse the agent.
+	if !v.LeaderUnknown {
+		gauge(HasLeader, b2f(v.HasLeader))
+		gauge(LeaderDisagreement, b2f(v.LeaderDisagreement))
+	}
 	counter(LeaderChanges, float64(v.LeaderChanges))
 	if v.Term != 0 {
 		gauge(Term, float64(v.Term))
@@ -76,7 +79,9 @@ func (c *ClusterCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(Members, float64(len(v.Members)))
 		gauge(VotingMembers, float64(v.Voters))
 		gauge(QuorumSize, float64(v.QuorumSize))
-		gauge(LeaderVoters, float64(v.LeaderVoters))
+		if !v.LeaderUnknown {
+			gauge(LeaderVoters, float64(v.LeaderVoters))
+		}
 	}
 	if v.MembershipKnown && v.HealthKnown {
 		gauge(HealthyVotingMembers, float64(v.HealthyVoters))
@@ -114,8 +119,15 @@ func (c *ClusterCollector) Collect(ch chan<- prometheus.Metric) {
 
 func (c *ClusterCollector) collectMember(ch chan<- prometheus.Metric, gauge func(Metric, float64, ...string), v probes.View, m probes.MemberView, alarmsKnown bool, alarms map[string]bool) {
 	l := m.Label
-	gauge(MemberReachable, b2f(m.Reachable), l)
-	gauge(MemberHealthy, b2f(m.Healthy), l)
+	if m.Refused != "" {
+		gauge(AgentRefused, 1, l, string(m.Refused))
+	}
+	if !m.StatusRefused() {
+		gauge(MemberReachable, b2f(m.Reachable), l)
+	}
+	if !m.HealthUnknown {
+		gauge(MemberHealthy, b2f(m.Healthy), l)
+	}
 	gauge(MemberIsLearner, b2f(m.IsLearner), l)
 	if m.ID != 0 {
 		version := ""

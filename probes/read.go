@@ -33,10 +33,15 @@ func (p *ReadProbe) Run(ctx context.Context, t *Target) error {
 		opts = append(opts, clientv3.WithSerializable())
 	}
 	_, err := t.Client.KV.Get(ctx, p.Key, opts...)
-	// Like etcdctl endpoint health: a member that refuses for lack of
-	// permission has answered, so it is healthy.
-	if err == nil || errors.Is(err, rpctypes.ErrPermissionDenied) {
+	if err == nil {
 		return nil
+	}
+	// Like etcdctl endpoint health: a member that refuses for lack of
+	// permission has answered, and etcd checks permissions only after the
+	// read index is agreed, so it is healthy. The refusal is reported
+	// beside that.
+	if errors.Is(err, rpctypes.ErrPermissionDenied) {
+		return &Refusal{Err: fmt.Errorf("reading %s: %w (the agent's role needs read permission on its key prefix)", p.Key, err)}
 	}
 	return fmt.Errorf("%s read: %w", map[bool]string{true: "serializable", false: "linearizable"}[p.Serializable], err)
 }

@@ -27,6 +27,8 @@ type RunnerOptions struct {
 	Tracer trace.Tracer
 	// Duration observes each run's duration, labelled by probe.
 	Duration prometheus.ObserverVec
+	// Failures counts failed runs by probe, member and reason.
+	Failures *prometheus.CounterVec
 	// OnView is called with each new view, outside any lock.
 	OnView func(View)
 	// Figures returns measurements to attach to leader and quorum change
@@ -214,17 +216,34 @@ func (r *Runner) runOne(ctx context.Context, s Scheduled, t *Target) {
 		te := &TimeoutError{Probe: name, Timeout: s.Schedule.Timeout, Err: err}
 		if t.Client != nil {
 			// READY: connected, but the member did not answer (hung or
-			// frozen); otherwise it could not be reached at all.
+			// frozen); otherwise it could not be reached at all, and the
+			// last connection attempt's error says why.
 			te.Connection = t.Client.ActiveConnection().GetState().String()
+			if te.Connection != "READY" {
+				te.Cause = t.ConnectionError()
+			}
 		}
 		err = te
 	}
 	o := Outcome{OK: err == nil, At: start, Duration: d}
+	// A refusal the probe tolerates (it proves what it measures) still
+	// says what the agent is not allowed.
+	var ref *Refusal
+	if errors.As(err, &ref) {
+		o.OK, o.Reason, o.Err = true, Classify(ref.Err), ref.Error()
+		span.SetAttributes(AttrReason.String(string(o.Reason)))
+		err = nil
+	}
 	if err != nil {
+		o.Reason = Classify(err)
 		o.Err = err.Error()
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
-		r.opts.Logger.Debug("probe failed", "probe", name, "member", label, "err", err)
+		span.SetAttributes(AttrReason.String(string(o.Reason)))
+		r.opts.Logger.Debug("probe failed", "probe", name, "member", label, "reason", o.Reason, "err", err)
+		if r.opts.Failures != nil {
+			r.opts.Failures.WithLabelValues(name, label, string(o.Reason)).Inc()
+		}
 	}
 	result := resultSuccess
 	if err != nil {
@@ -263,7 +282,10 @@ type TimeoutError struct {
 	Timeout time.Duration
 	// Connection is the gRPC connection state at the deadline.
 	Connection string
-	Err        error
+	// Cause is the last error of the connection's attempts to connect,
+	// when it was not open at the deadline (refused, TLS).
+	Cause error
+	Err   error
 }
 
 func (e *TimeoutError) Error() string {
@@ -275,10 +297,48 @@ func (e *TimeoutError) Error() string {
 	default:
 		msg += "; connection " + e.Connection
 	}
+	if e.Cause != nil {
+		msg += ": " + e.Cause.Error()
+	}
 	return msg
 }
 
+// Refusal is a refusal that a probe counts as a success: etcd
+// answered, which is what the probe measures, but refused the agent's
+// request (a read without permission on the agent's prefix proves the
+// linearizable read path as well as a permitted one). The refusal's reason
+// is kept beside the success.
+type Refusal struct {
+	Err error
+}
+
+func (e *Refusal) Error() string { return e.Err.Error() }
+
+func (e *Refusal) Unwrap() error { return e.Err }
+
 func (e *TimeoutError) Unwrap() error { return e.Err }
+
+// refusedMessage says who refused whom: a member that refuses the agent's
+// credentials, or the agent that refuses a member's certificate.
+func refusedMessage(m MemberView) string {
+	switch m.Refused {
+	case ReasonAuthentication:
+		return "etcd refuses the agent's credentials; the member's health is unknown until it accepts them"
+	case ReasonPermissionDenied:
+		return "etcd denies the agent a permission it needs"
+	}
+	return "TLS between the agent and the etcd member fails; the member's health is unknown until it succeeds"
+}
+
+// refusedErr is the error of the probe that was refused.
+func refusedErr(m MemberView) string {
+	for _, p := range []string{ProbeStatus, ProbeReadLinearizable, ProbeReadSerializable, ProbeMemberList} {
+		if o := m.Outcomes[p]; o.Reason == m.Refused {
+			return o.Err
+		}
+	}
+	return ""
+}
 
 // logChanges logs what changed between two views, once per change: a
 // failing member is logged when it starts failing, not at every round.
@@ -286,7 +346,7 @@ func logChanges(log *slog.Logger, prev, v View) {
 	if v.HasLeader && prev.Leader != 0 && v.LeaderChanges != prev.LeaderChanges {
 		log.Info("leader changed", "from", MemberIDLabel(prev.Leader), "to", v.LeaderLabel(), "term", v.Term)
 	}
-	if prev.HasLeader && !v.HasLeader {
+	if prev.HasLeader && !v.HasLeader && !v.LeaderUnknown {
 		// leader_voters >= quorum: one member disagrees, the cluster commits.
 		log.Warn("cluster has no agreed leader", "disagreement", v.LeaderDisagreement, "leader_voters", v.LeaderVoters, "quorum", v.QuorumSize)
 	}
@@ -299,17 +359,31 @@ func logChanges(log *slog.Logger, prev, v View) {
 		if m.Endpoint == "" || m.Outcomes[ProbeStatus].At.IsZero() {
 			continue // not probed yet
 		}
+		if m.Refused != "" && (!seen || p.Refused != m.Refused) {
+			log.Warn(refusedMessage(m), "member", m.Label, "endpoint", m.Endpoint, "reason", m.Refused, "err", refusedErr(m))
+			continue
+		}
+		if seen && p.Refused != "" && m.Refused == "" {
+			log.Info("etcd accepts the agent again", "member", m.Label, "endpoint", m.Endpoint, "was", p.Refused)
+		}
+		if m.StatusRefused() {
+			continue
+		}
 		switch {
-		case (!seen || p.Reachable || p.Outcomes[ProbeStatus].At.IsZero()) && !m.Reachable:
+		case (!seen || p.Reachable || p.Outcomes[ProbeStatus].At.IsZero() || p.StatusRefused()) && !m.Reachable:
 			msg := "etcd member not answering"
 			if m.Local {
 				msg = "local etcd member not answering (check --etcd.endpoints and the TLS flags)"
 			}
-			log.Warn(msg, "member", m.Label, "endpoint", m.Endpoint, "err", m.Outcomes[ProbeStatus].Err)
-		case seen && !p.Reachable && m.Reachable:
+			log.Warn(msg, "member", m.Label, "endpoint", m.Endpoint, "reason", m.Outcomes[ProbeStatus].Reason, "err", m.Outcomes[ProbeStatus].Err)
+		case seen && !p.Reachable && !p.StatusRefused() && m.Reachable:
 			log.Info("etcd member answering again", "member", m.Label, "endpoint", m.Endpoint)
-		case m.Reachable && (!seen || p.Healthy) && !m.Healthy:
-			log.Warn("etcd member fails linearizable reads", "member", m.Label, "err", m.Outcomes[ProbeReadLinearizable].Err)
+		case m.Reachable && !m.HealthUnknown && (!seen || p.Healthy || p.HealthUnknown) && !m.Healthy:
+			if m.learner() {
+				log.Warn("etcd learner is not caught up", "member", m.Label, "serializable_read", m.Serializable, "err", m.Outcomes[ProbeReadSerializable].Err)
+				continue
+			}
+			log.Warn("etcd member fails linearizable reads", "member", m.Label, "reason", m.Outcomes[ProbeReadLinearizable].Reason, "err", m.Outcomes[ProbeReadLinearizable].Err)
 		}
 	}
 	// Only once every voter has been probed: a member just discovered has

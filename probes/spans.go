@@ -30,6 +30,9 @@ const (
 	AttrMemberID    = attribute.Key("etcdpulse.member.id")
 	AttrResult      = attribute.Key("etcdpulse.result")
 	AttrDuration    = attribute.Key("etcdpulse.duration_seconds")
+	// AttrReason classifies a failed run (Reason), or the refusal in a run
+	// that counts as a success.
+	AttrReason = attribute.Key("etcdpulse.failure.reason")
 	// The agent's view when a run started, or after a round.
 	AttrLeaderName = attribute.Key("etcdpulse.cluster.leader.name")
 	AttrLeaderID   = attribute.Key("etcdpulse.cluster.leader.id")
@@ -189,7 +192,7 @@ func roundAttributes(v View) []attribute.KeyValue {
 // state at that moment, so that the trace answers why it happened.
 func traceChanges(span trace.Span, prev, v View, figures func() map[string]float64) {
 	leaderChanged := v.HasLeader && prev.Leader != 0 && v.LeaderChanges != prev.LeaderChanges
-	leaderLost := prev.HasLeader && !v.HasLeader
+	leaderLost := prev.HasLeader && !v.HasLeader && !v.LeaderUnknown
 	quorumChanged := v.HealthKnown && prev.HealthKnown && v.FaultTolerance != prev.FaultTolerance
 	if !span.IsRecording() || !(leaderChanged || leaderLost || quorumChanged) {
 		return
@@ -241,7 +244,7 @@ func clusterContext(v View) []attribute.KeyValue {
 	var applyLag, indexLag []int64
 	var maxApply int64
 	for _, m := range v.Members {
-		if !m.Healthy && m.ID != 0 && !m.IsLearner {
+		if !m.Healthy && !m.HealthUnknown && m.ID != 0 && !m.IsLearner {
 			unhealthy = append(unhealthy, m.Label)
 		}
 		if m.Status == nil {

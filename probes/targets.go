@@ -60,7 +60,13 @@ type Target struct {
 	Maintenance clientv3.Maintenance
 
 	requests sync.Map // gRPC method name -> *atomic.Uint64
+	// conn holds the last connection error, to name the cause of a timeout.
+	conn connErrors
 }
+
+// ConnectionError returns the last error of the connection's attempts to
+// connect (refused, TLS handshake, TLS alert), if recent.
+func (t *Target) ConnectionError() error { return t.conn.recent() }
 
 // Requests returns how many requests of each gRPC method the agent sent
 // this target.
@@ -165,16 +171,21 @@ func (ts *Targets) newTarget(m Member, endpoint string) (*Target, error) {
 		c.(*atomic.Uint64).Add(1)
 		return invoker(ctx, method, req, reply, cc, opts...)
 	}
+	opts := ts.dialOptions(count)
+	opts = append(opts, t.conn.dialOptions(endpoint, ts.cfg.TLS)...)
+	if ts.cfg.Username != "" {
+		// Not clientv3's own authentication: clientv3.New would wait for
+		// etcd to hand out a token, and fail while etcd is down.
+		opts = append(opts, newTokenAuth(ts.cfg.Username, ts.cfg.Password).dialOptions()...)
+	}
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:            []string{endpoint},
 		TLS:                  ts.cfg.TLS,
 		DialTimeout:          ts.cfg.DialTimeout,
 		DialKeepAliveTime:    10 * time.Second,
 		DialKeepAliveTimeout: 5 * time.Second,
-		Username:             ts.cfg.Username,
-		Password:             ts.cfg.Password,
 		Logger:               zap.NewNop(),
-		DialOptions:          ts.dialOptions(count),
+		DialOptions:          opts,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("etcd client for %s: %w", endpoint, err)

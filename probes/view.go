@@ -35,7 +35,11 @@ type Outcome struct {
 	OK       bool
 	At       time.Time
 	Duration time.Duration
-	Err      string
+	// Err is why the run failed, or what etcd refused in a run that
+	// counts as a success.
+	Err string
+	// Reason classifies Err.
+	Reason Reason
 }
 
 // TargetResults is everything the probes last learnt about one target.
@@ -58,12 +62,23 @@ type MemberView struct {
 	Local    bool
 	// Reachable: the member answered its last status probe.
 	Reachable bool
-	// Healthy: the member answered its last linearizable read.
+	// Healthy: a voter answered its last linearizable read; a learner,
+	// which refuses those, answered its last serializable read and has
+	// applied what the leader had committed a round before.
 	Healthy bool
 	// Serializable: the member answered its last serializable read. A member
 	// that serves these but not linearizable ones is cut off from quorum.
 	Serializable bool
-	IsLeader     bool
+	// Refused is the reason etcd last refused the agent, or the agent
+	// refused the member's certificate, in any core probe (a TLS reason,
+	// authentication, permission_denied); "" when none did.
+	Refused Reason
+	// HealthUnknown: the agent cannot judge the member's health, because
+	// its status or health read fails for the agent's own reasons (TLS,
+	// credentials, role): Reachable and Healthy are then unknown, not
+	// false.
+	HealthUnknown bool
+	IsLeader      bool
 	// RaftIndexLag is the number of entries behind the highest committed
 	// index any reachable member reported.
 	RaftIndexLag uint64
@@ -83,6 +98,10 @@ type View struct {
 	HealthKnown bool
 	// Up: the local member answered its last status probe.
 	Up bool
+	// LeaderUnknown: members that refuse the agent could change whether a
+	// quorum follows one leader, so HasLeader, LeaderDisagreement and
+	// LeaderVoters are unknown.
+	LeaderUnknown bool
 	// HasLeader: the reachable members agree on one leader in one term.
 	HasLeader bool
 	// Leader and Term are the agreed leader and its term, or the last
@@ -177,6 +196,7 @@ func Evaluate(prev View, at time.Time, known bool, members []Member, results []T
 		rows = append(rows, memberView(r))
 	}
 
+	learnerTarget := learnerTarget(prev, rows)
 	var maxIndex uint64
 	type leaderTerm struct{ leader, term uint64 }
 	views := map[leaderTerm]bool{}
@@ -196,13 +216,22 @@ func Evaluate(prev View, at time.Time, known bool, members []Member, results []T
 		}
 	}
 	v.HealthKnown = known
+	refused := 0 // voters, or members before the list is known, that refuse the agent
 	for i := range rows {
 		m := &rows[i]
 		if m.Reachable {
 			m.RaftIndexLag = maxIndex - m.Status.RaftIndex
 		}
+		if m.learner() {
+			// A learner refuses linearizable reads: judge it by what it
+			// can do.
+			m.Healthy = m.Serializable && m.Reachable && m.Status.AppliedIndex >= learnerTarget
+		}
+		if m.HealthUnknown && (!known || !m.IsLearner) {
+			refused++
+		}
 		if known && !m.IsLearner && m.ID != 0 {
-			if m.Endpoint != "" && m.Outcomes[ProbeReadLinearizable].At.IsZero() {
+			if m.Endpoint != "" && m.Outcomes[ProbeReadLinearizable].At.IsZero() || m.HealthUnknown {
 				v.HealthKnown = false
 			}
 			v.Voters++
@@ -241,6 +270,9 @@ func Evaluate(prev View, at time.Time, known bool, members []Member, results []T
 		v.QuorumSize = v.Voters/2 + 1
 		v.FaultTolerance = v.HealthyVoters - v.QuorumSize
 	}
+	// A quorum seen following one leader stands whatever the refused
+	// members would say; anything less could be their doing.
+	v.LeaderUnknown = refused > 0 && !(known && v.LeaderVoters >= v.QuorumSize)
 	for a := range alarms {
 		v.Alarms = append(v.Alarms, a)
 	}
@@ -275,5 +307,43 @@ func memberView(r TargetResults) MemberView {
 	m.Reachable = r.Status != nil
 	m.Healthy = r.Outcomes[ProbeReadLinearizable].OK
 	m.Serializable = r.Outcomes[ProbeReadSerializable].OK
+	for _, p := range []string{ProbeStatus, ProbeReadLinearizable, ProbeReadSerializable, ProbeMemberList} {
+		if o := r.Outcomes[p]; o.Reason.AgentSide() {
+			m.Refused = o.Reason
+			break
+		}
+	}
+	health := ProbeReadLinearizable
+	if m.learner() {
+		health = ProbeReadSerializable
+	}
+	m.HealthUnknown = r.Outcomes[ProbeStatus].refused() || r.Outcomes[health].refused()
 	return m
+}
+
+// refused: the run failed for the agent's own reasons.
+func (o Outcome) refused() bool { return !o.OK && o.Reason.AgentSide() }
+
+// StatusRefused reports whether the member's last status failed for the
+// agent's own reasons: whether it is reachable is then unknown.
+func (m MemberView) StatusRefused() bool { return m.Outcomes[ProbeStatus].refused() }
+
+// learner: the member list, or the member itself, says it is a learner.
+func (m MemberView) learner() bool {
+	return m.IsLearner || m.Status != nil && m.Status.IsLearner
+}
+
+// learnerTarget is the raft index a learner must have applied to count as
+// caught up: what the leader had committed a round before (so that a
+// learner is not unhealthy for the writes of the last second), or, on the
+// first round, what it commits now.
+func learnerTarget(prev View, rows []MemberView) uint64 {
+	for _, views := range [][]MemberView{prev.Members, rows} {
+		for _, m := range views {
+			if m.Status != nil && m.Status.Leader == m.Status.MemberID && m.Status.MemberID != 0 {
+				return m.Status.RaftIndex
+			}
+		}
+	}
+	return 0
 }

@@ -21,7 +21,7 @@ func result(id, leader, term, index uint64, healthy bool) TargetResults {
 		Endpoint: "http://m",
 		Local:    id == 1,
 		Status:   &Status{MemberID: id, Leader: leader, Term: term, RaftIndex: index, AppliedIndex: index},
-		Outcomes: map[string]Outcome{ProbeReadLinearizable: {OK: healthy}, ProbeReadSerializable: {OK: true}},
+		Outcomes: map[string]Outcome{ProbeReadLinearizable: {OK: healthy, At: time.Unix(1, 0)}, ProbeReadSerializable: {OK: true, At: time.Unix(1, 0)}},
 	}
 }
 
@@ -141,6 +141,94 @@ func TestParseAlarm(t *testing.T) {
 		got, ok := ParseAlarm(c.in)
 		if got != c.want || ok != c.ok {
 			t.Errorf("ParseAlarm(%q) = %v, %v; want %v, %v", c.in, got, ok, c.want, c.ok)
+		}
+	}
+}
+
+func refusedBy(id uint64, reason Reason) TargetResults {
+	failed := Outcome{Reason: reason, Err: string(reason), At: time.Unix(1, 0)}
+	return TargetResults{Member: Member{ID: id}, Endpoint: "http://m", Local: id == 1,
+		Outcomes: map[string]Outcome{ProbeStatus: failed, ProbeReadLinearizable: failed, ProbeReadSerializable: failed}}
+}
+
+// Members that refuse the agent are neither healthy nor unhealthy: health
+// and quorum are unknown, and the leader too unless a quorum is seen
+// following one regardless.
+func TestEvaluateRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name                       string
+		results                    []TargetResults
+		healthKnown, leaderUnknown bool
+		hasLeader                  bool
+		refused                    []Reason
+	}{
+		{"every member refuses", []TargetResults{refusedBy(1, ReasonAuthentication), refusedBy(2, ReasonAuthentication), refusedBy(3, ReasonAuthentication)},
+			false, true, false, []Reason{ReasonAuthentication, ReasonAuthentication, ReasonAuthentication}},
+		{"one refuses, a quorum follows the leader", []TargetResults{result(1, 2, 5, 10, true), result(2, 2, 5, 10, true), refusedBy(3, ReasonTLSExpired)},
+			false, false, true, []Reason{"", "", ReasonTLSExpired}},
+		{"two refuse: the leader is unknown", []TargetResults{result(1, 2, 5, 10, true), refusedBy(2, ReasonTLSUnknownAuthority), refusedBy(3, ReasonTLSUnknownAuthority)},
+			false, true, true, []Reason{"", ReasonTLSUnknownAuthority, ReasonTLSUnknownAuthority}},
+		{"a timeout is the member's, not the agent's", []TargetResults{result(1, 2, 5, 10, true), result(2, 2, 5, 10, true), refusedBy(3, ReasonTimeout)},
+			true, false, true, []Reason{"", "", ""}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := Evaluate(View{}, time.Now(), true, members(3), tc.results)
+			if v.HealthKnown != tc.healthKnown || v.LeaderUnknown != tc.leaderUnknown || v.HasLeader != tc.hasLeader {
+				t.Errorf("health known %v, leader unknown %v, has leader %v; want %v, %v, %v",
+					v.HealthKnown, v.LeaderUnknown, v.HasLeader, tc.healthKnown, tc.leaderUnknown, tc.hasLeader)
+			}
+			for i, m := range v.Members {
+				if m.Refused != tc.refused[i] || m.HealthUnknown != tc.refused[i].AgentSide() {
+					t.Errorf("%s: refused %q, health unknown %v; want %q", m.Label, m.Refused, m.HealthUnknown, tc.refused[i])
+				}
+			}
+		})
+	}
+	// Before any member list: every endpoint refuses, nothing is known.
+	v := Evaluate(View{}, time.Now(), false, nil, []TargetResults{refusedBy(0, ReasonAuthentication)})
+	if !v.LeaderUnknown || v.HealthKnown {
+		t.Errorf("no member list, refused: leader unknown %v, health known %v", v.LeaderUnknown, v.HealthKnown)
+	}
+	// A read without permission answered: healthy, the refusal kept.
+	r := result(1, 1, 5, 10, true)
+	r.Outcomes[ProbeReadLinearizable] = Outcome{OK: true, Reason: ReasonPermissionDenied, At: time.Unix(1, 0)}
+	v = Evaluate(View{}, time.Now(), true, members(1), []TargetResults{r})
+	if m := v.Members[0]; !m.Healthy || m.HealthUnknown || m.Refused != ReasonPermissionDenied || !v.HealthKnown {
+		t.Errorf("read refused for permission: healthy %v, health unknown %v, refused %q", m.Healthy, m.HealthUnknown, m.Refused)
+	}
+}
+
+// A learner refuses linearizable reads: it is healthy when it serves
+// serializable reads and has applied what the leader had committed a round
+// before.
+func TestEvaluateLearner(t *testing.T) {
+	ms := append(members(3), Member{ID: 4, Name: "d", IsLearner: true, ClientURLs: []string{"http://m"}})
+	learner := func(applied uint64, serializable bool) TargetResults {
+		r := result(4, 2, 5, applied, false)
+		r.Status.IsLearner = true
+		r.Outcomes[ProbeReadLinearizable] = Outcome{Err: "etcdserver: rpc not supported for learner", Reason: ReasonEtcd, At: time.Unix(1, 0)}
+		r.Outcomes[ProbeReadSerializable] = Outcome{OK: serializable, At: time.Unix(1, 0)}
+		return r
+	}
+	round := func(prev View, leaderIndex uint64, l TargetResults) View {
+		return Evaluate(prev, time.Now(), true, ms, []TargetResults{
+			result(1, 2, 5, leaderIndex, true), result(2, 2, 5, leaderIndex, true), result(3, 2, 5, leaderIndex, true), l})
+	}
+	first := round(View{}, 100, learner(100, true))
+	second := round(first, 120, learner(100, true)) // applied what the leader had a round before
+	third := round(second, 150, learner(110, true)) // fell behind
+	fourth := round(third, 150, learner(150, false))
+	for _, tc := range []struct {
+		name string
+		v    View
+		want bool
+	}{{"caught up", first, true}, {"a round behind", second, true}, {"fell behind", third, false}, {"no serializable read", fourth, false}} {
+		m, _ := tc.v.Member("d")
+		if m.Healthy != tc.want {
+			t.Errorf("%s: learner healthy %v, want %v", tc.name, m.Healthy, tc.want)
+		}
+		if tc.v.Voters != 3 || tc.v.HealthyVoters != 3 || !tc.v.HealthKnown {
+			t.Errorf("%s: voters %d, healthy %d, known %v; the learner must not count", tc.name, tc.v.Voters, tc.v.HealthyVoters, tc.v.HealthKnown)
 		}
 	}
 }

@@ -91,11 +91,14 @@ type Cluster struct {
 	clientTLS *tls.Config
 	etcdBin   string
 
-	mu      sync.Mutex
-	members []*Member // current members, in order of creation
-	all     []*Member // every member ever started, for Stop
-	next    int       // index for the next member name
-	stopped bool
+	mu sync.Mutex
+	// rootPassword, once EnableAuth has run, is what the harness's own
+	// clients authenticate with, as root.
+	rootPassword string
+	members      []*Member // current members, in order of creation
+	all          []*Member // every member ever started, for Stop
+	next         int       // index for the next member name
+	stopped      bool
 }
 
 // Start starts the cluster, waits until it has a leader, and registers
@@ -403,6 +406,12 @@ func (c *Cluster) newClient(endpoints []string) (*clientv3.Client, error) {
 	if c.clientTLS != nil {
 		cfg.TLS = c.clientTLS.Clone()
 	}
+	c.mu.Lock()
+	if c.rootPassword != "" {
+		cfg.Username, cfg.Password = "root", c.rootPassword
+		cfg.DialTimeout = 10 * time.Second // clientv3 authenticates within New
+	}
+	c.mu.Unlock()
 	cli, err := clientv3.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("etcdtest: client for %v: %w", endpoints, err)
@@ -534,18 +543,73 @@ func (c *Cluster) Leader(ctx context.Context) (*Member, error) {
 	return nil, fmt.Errorf("etcdtest: no leader: %w", errors.Join(errs...))
 }
 
+// EnableAuth turns etcd's authentication on with a root user of the given
+// password; the harness's own clients authenticate as root from then on.
+// Other users are the test's to add, with the client from Client.
+func (c *Cluster) EnableAuth(t testing.TB, rootPassword string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	cli, err := c.newClient(c.runningURLs(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	steps := []func() error{
+		func() error { _, err := cli.UserAdd(ctx, "root", rootPassword); return err },
+		func() error { _, err := cli.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := cli.AuthEnable(ctx); return err },
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			t.Fatalf("etcdtest: enabling auth: %v", err)
+		}
+	}
+	c.mu.Lock()
+	c.rootPassword = rootPassword
+	members := append([]*Member(nil), c.members...)
+	c.mu.Unlock()
+	// The members' status clients hold no token: replace them.
+	for _, m := range members {
+		if !m.Running() {
+			continue
+		}
+		sc, err := c.newClient([]string{m.clientURL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.mu.Lock()
+		if m.statusCli != nil {
+			m.statusCli.Close()
+		}
+		m.statusCli = sc
+		m.mu.Unlock()
+	}
+}
+
 // AddMember adds a member via the MemberAdd API, starts it with
 // initial-cluster-state=existing, and returns once it serves clients.
 func (c *Cluster) AddMember(t testing.TB) *Member {
 	t.Helper()
-	m, err := c.addMember()
+	m, err := c.addMember(false)
 	if err != nil {
 		t.Fatalf("etcdtest: AddMember: %v", err)
 	}
 	return m
 }
 
-func (c *Cluster) addMember() (*Member, error) {
+// AddLearner adds a learner via the MemberAddAsLearner API, starts it,
+// and returns once it serves clients.
+func (c *Cluster) AddLearner(t testing.TB) *Member {
+	t.Helper()
+	m, err := c.addMember(true)
+	if err != nil {
+		t.Fatalf("etcdtest: AddLearner: %v", err)
+	}
+	return m
+}
+
+func (c *Cluster) addMember(learner bool) (*Member, error) {
 	c.mu.Lock()
 	name := fmt.Sprintf("m%d", c.next)
 	c.next++
@@ -566,7 +630,11 @@ func (c *Cluster) addMember() (*Member, error) {
 		}
 		var resp *clientv3.MemberAddResponse
 		err = retry(ctx, func(ctx context.Context) error {
-			resp, err = cli.MemberAdd(ctx, []string{m.peerURL})
+			if learner {
+				resp, err = cli.MemberAddAsLearner(ctx, []string{m.peerURL})
+			} else {
+				resp, err = cli.MemberAdd(ctx, []string{m.peerURL})
+			}
 			if errors.Is(err, rpctypes.ErrPeerURLExist) {
 				// An earlier try succeeded but its answer was lost.
 				return findAdded(ctx, cli, m.peerURL, &resp)

@@ -26,6 +26,71 @@ type TLS struct {
 	ClientCertFile string // client certificate (client auth)
 	ClientKeyFile  string // key of ClientCertFile
 	Dir            string // directory holding all the files
+
+	caCert *x509.Certificate
+	caKey  *ecdsa.PrivateKey
+}
+
+// IssueClient writes a new client certificate signed by the CA, valid from
+// an hour ago until notAfter, and returns its certificate and key files.
+func (t *TLS) IssueClient(tb testing.TB, cn string, notAfter time.Time) (certFile, keyFile string) {
+	tb.Helper()
+	der, key, err := issueCert(t.caCert, t.caKey, cn, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, false, time.Now().Add(-time.Hour), notAfter)
+	if err != nil {
+		tb.Fatalf("etcdtest: issuing client certificate: %v", err)
+	}
+	name := fmt.Sprintf("client-%x", randomSerial().Uint64())
+	certFile, keyFile = filepath.Join(t.Dir, name+".pem"), filepath.Join(t.Dir, name+"-key.pem")
+	if err := writePEM(certFile, "CERTIFICATE", der); err != nil {
+		tb.Fatal(err)
+	}
+	if err := writeKey(keyFile, key); err != nil {
+		tb.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+// ReplaceServerCert overwrites the server and peer certificate with one
+// valid from notBefore until notAfter. etcd reads its certificate at every
+// handshake, so running members serve the new one from the next
+// connection on.
+func (t *TLS) ReplaceServerCert(tb testing.TB, notBefore, notAfter time.Time) {
+	tb.Helper()
+	der, key, err := issueCert(t.caCert, t.caKey, "etcdtest server", []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, true, notBefore, notAfter)
+	if err != nil {
+		tb.Fatalf("etcdtest: issuing server certificate: %v", err)
+	}
+	// The key first: a handshake between the two writes fails either way.
+	if err := writeKey(t.ServerKeyFile, key); err != nil {
+		tb.Fatal(err)
+	}
+	if err := writePEM(t.ServerCertFile, "CERTIFICATE", der); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func issueCert(ca *x509.Certificate, caKey *ecdsa.PrivateKey, cn string, usages []x509.ExtKeyUsage, server bool, notBefore, notAfter time.Time) ([]byte, *ecdsa.PrivateKey, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: randomSerial(),
+		Subject:      pkix.Name{CommonName: cn, Organization: []string{"etcdpulse tests"}},
+		NotBefore:    notBefore,
+		NotAfter:     notAfter,
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage:  usages,
+	}
+	if server {
+		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")}
+		tmpl.DNSNames = []string{"localhost"}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("certificate %s: %w", cn, err)
+	}
+	return der, key, nil
 }
 
 // NewTLS generates a CA, a server/peer certificate and a client certificate
@@ -66,27 +131,7 @@ func generateTLS(dir string) (*TLS, error) {
 	}
 
 	issue := func(cn string, usages []x509.ExtKeyUsage, server bool) ([]byte, *ecdsa.PrivateKey, error) {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			return nil, nil, err
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: randomSerial(),
-			Subject:      pkix.Name{CommonName: cn, Organization: []string{"etcdpulse tests"}},
-			NotBefore:    now.Add(-time.Hour),
-			NotAfter:     now.Add(10 * 365 * 24 * time.Hour),
-			KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-			ExtKeyUsage:  usages,
-		}
-		if server {
-			tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")}
-			tmpl.DNSNames = []string{"localhost"}
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-		if err != nil {
-			return nil, nil, fmt.Errorf("certificate %s: %w", cn, err)
-		}
-		return der, key, nil
+		return issueCert(caCert, caKey, cn, usages, server, now.Add(-time.Hour), now.Add(10*365*24*time.Hour))
 	}
 	srvDER, srvKey, err := issue("etcdtest server", []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, true)
 	if err != nil {
@@ -104,6 +149,8 @@ func generateTLS(dir string) (*TLS, error) {
 		ServerKeyFile:  filepath.Join(dir, "server-key.pem"),
 		ClientCertFile: filepath.Join(dir, "client.pem"),
 		ClientKeyFile:  filepath.Join(dir, "client-key.pem"),
+		caCert:         caCert,
+		caKey:          caKey,
 	}
 	if err := writePEM(tl.CAFile, "CERTIFICATE", caDER); err != nil {
 		return nil, err
