@@ -4,8 +4,11 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/etcdpulse/etcdpulse/collectors"
 	"github.com/etcdpulse/etcdpulse/probes"
@@ -64,18 +67,41 @@ func (h HostConfig) validate(etcd EtcdConfig, bad func(field, flag, format strin
 // reader of etcd's own metrics into a new agent.
 func addHost(w *wiring) error {
 	if h := w.cfg.Host; h.Enabled {
-		c := collectors.NewHostCollector(collectors.HostOptions{
-			DataDir:     w.cfg.Etcd.DataDir,
-			WALDir:      w.cfg.Etcd.WAL(),
-			PIDFile:     h.PIDFile,
-			ProcessName: h.ProcessName,
-			Logger:      w.logger.With("collector", "host"),
-		})
-		if err := w.registry.Register(c); err != nil {
-			return fmt.Errorf("host: register metrics: %w", err)
+		cs := []prometheus.Collector{collectors.NewHostCollector(collectors.HostOptions{
+			DataDir: w.cfg.Etcd.DataDir,
+			WALDir:  w.cfg.Etcd.WAL(),
+			Logger:  w.logger.With("collector", "host"),
+		})}
+		if h.PIDFile != "" || h.ProcessName != "" {
+			cs = append(cs, collectors.NewEtcdProcessCollector(collectors.ProcessOptions{
+				PIDFile:     h.PIDFile,
+				ProcessName: h.ProcessName,
+				ClientPort:  clientPort(w.cfg.Etcd.Endpoints[0]),
+				DataDir:     w.cfg.Etcd.DataDir,
+				Logger:      w.logger.With("collector", "process"),
+			}))
+		}
+		for _, c := range cs {
+			if err := w.registry.Register(c); err != nil {
+				return fmt.Errorf("host: register metrics: %w", err)
+			}
 		}
 	}
 	return addEtcdMetrics(w)
+}
+
+// clientPort is the port of a client URL, 0 when it has none (a unix
+// socket, or the scheme's default).
+func clientPort(endpoint string) uint32 {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return 0
+	}
+	p, err := strconv.ParseUint(u.Port(), 10, 16)
+	if err != nil {
+		return 0
+	}
+	return uint32(p)
 }
 
 func addEtcdMetrics(w *wiring) error {

@@ -149,16 +149,28 @@ var (
 		"I/Os in flight on the block device.", []string{"device"}, "host"}
 	HostCPUIowait = Metric{"etcdpulse_host_cpu_iowait_seconds_total", Counter,
 		"Seconds the node's CPUs, summed, spent idle with I/O outstanding.", nil, "host"}
+	// The etcd process: client_golang's process collector (its help texts)
+	// with the etcdpulse_etcd namespace, for the process found by
+	// host.pid_file or host.process_name; absent while it is not found or
+	// not readable.
 	EtcdProcessCPU = Metric{"etcdpulse_etcd_process_cpu_seconds_total", Counter,
-		"User and system CPU seconds of the etcd process (found by host.pid_file or host.process_name); absent while it is not found or not readable.", nil, "host"}
-	EtcdProcessRSS = Metric{"etcdpulse_etcd_process_resident_memory_bytes", Gauge,
-		"Resident memory of the etcd process.", nil, "host"}
+		"Total user and system CPU time spent in seconds.", nil, "host"}
 	EtcdProcessOpenFDs = Metric{"etcdpulse_etcd_process_open_fds", Gauge,
-		"Open file descriptors of the etcd process; reading them needs the process's user or CAP_SYS_PTRACE.", nil, "host"}
+		"Number of open file descriptors.", nil, "host"}
 	EtcdProcessMaxFDs = Metric{"etcdpulse_etcd_process_max_fds", Gauge,
-		"Soft limit on open file descriptors of the etcd process.", nil, "host"}
+		"Maximum number of open file descriptors.", nil, "host"}
+	EtcdProcessVirtualMemory = Metric{"etcdpulse_etcd_process_virtual_memory_bytes", Gauge,
+		"Virtual memory size in bytes.", nil, "host"}
+	EtcdProcessVirtualMemoryMax = Metric{"etcdpulse_etcd_process_virtual_memory_max_bytes", Gauge,
+		"Maximum amount of virtual memory available in bytes.", nil, "host"}
+	EtcdProcessRSS = Metric{"etcdpulse_etcd_process_resident_memory_bytes", Gauge,
+		"Resident memory size in bytes.", nil, "host"}
 	EtcdProcessStartTime = Metric{"etcdpulse_etcd_process_start_time_seconds", Gauge,
-		"Start time of the etcd process since the Unix epoch; a change is a restart.", nil, "host"}
+		"Start time of the process since unix epoch in seconds.", nil, "host"}
+	EtcdProcessNetworkReceive = Metric{"etcdpulse_etcd_process_network_receive_bytes_total", Counter,
+		"Number of bytes received by the process over the network.", nil, "host"}
+	EtcdProcessNetworkTransmit = Metric{"etcdpulse_etcd_process_network_transmit_bytes_total", Counter,
+		"Number of bytes sent by the process over the network.", nil, "host"}
 
 	EtcdWALFsync = Metric{"etcdpulse_etcd_wal_fsync_duration_seconds", Histogram,
 		"etcd's own etcd_disk_wal_fsync_duration_seconds, read from the local member's metrics URL (etcd.metrics_url) with etcd's buckets.", nil, "etcd"}
@@ -181,7 +193,9 @@ var Catalogue = []Metric{
 	NetworkPeerRTT, NetworkPeerUp,
 	HostFilesystemSize, HostFilesystemFree, HostFilesystemFiles, HostFilesystemFilesFree,
 	HostDiskReads, HostDiskWrites, HostDiskReadTime, HostDiskWriteTime, HostDiskIOTime, HostDiskIOTimeWeighted, HostDiskIONow,
-	HostCPUIowait, EtcdProcessCPU, EtcdProcessRSS, EtcdProcessOpenFDs, EtcdProcessMaxFDs, EtcdProcessStartTime,
+	HostCPUIowait,
+	EtcdProcessCPU, EtcdProcessOpenFDs, EtcdProcessMaxFDs, EtcdProcessVirtualMemory, EtcdProcessVirtualMemoryMax,
+	EtcdProcessRSS, EtcdProcessStartTime, EtcdProcessNetworkReceive, EtcdProcessNetworkTransmit,
 	EtcdWALFsync, EtcdBackendCommit, EtcdPeerRTT, EtcdMetricsUp,
 }
 

@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -18,7 +16,6 @@ import (
 	"github.com/shirou/gopsutil/v4/common"
 	"github.com/shirou/gopsutil/v4/cpu"
 	"github.com/shirou/gopsutil/v4/disk"
-	"github.com/shirou/gopsutil/v4/process"
 )
 
 // HostOptions configures a HostCollector.
@@ -28,21 +25,13 @@ type HostOptions struct {
 	// dir="wal". Empty skips one.
 	DataDir string
 	WALDir  string
-	// PIDFile, when set, holds the etcd process's PID; it is read at each
-	// scrape, so a restarted etcd is followed.
-	PIDFile string
-	// ProcessName finds the etcd process by name when PIDFile is empty.
-	ProcessName string
-	// FindEvery bounds how often all processes are scanned for
-	// ProcessName while it is not found; 0 means DefaultFindEvery.
-	FindEvery time.Duration
 	// DeviceEvery bounds how often the mount table is read to map a
 	// directory to its block device; 0 means DefaultDeviceEvery.
 	DeviceEvery time.Duration
 	Logger      *slog.Logger
 }
 
-// Defaults of HostOptions.
+// Defaults of HostOptions and ProcessOptions.
 const (
 	// DefaultFindEvery: scanning /proc costs a file read per process (a
 	// node can have thousands); a found process is kept and checked at
@@ -54,20 +43,17 @@ const (
 )
 
 // HostCollector reports, at scrape time, the filesystems and block devices
-// under etcd's data and WAL directories, the node's CPU iowait and the etcd
-// process's resources. A value that cannot be read (a directory not
-// mounted into a container, a process of another user) is absent, never
-// zero, and logged once when it starts and once when it stops failing.
+// under etcd's data and WAL directories and the node's CPU iowait (the etcd
+// process is NewEtcdProcessCollector's). A value that cannot be read (a
+// directory not mounted into a container) is absent, never zero, and
+// logged once when it starts and once when it stops failing.
 type HostCollector struct {
 	opts  HostOptions
 	descs map[string]*prometheus.Desc
 
-	mu       sync.Mutex // one scrape at a time: the state below
-	failing  map[string]bool
-	proc     *process.Process
-	lastScan time.Time
-	scanErr  error
-	devices  map[string]deviceEntry // by directory
+	mu      sync.Mutex // one scrape at a time: the state below
+	log     failureLog
+	devices map[string]deviceEntry // by directory
 }
 
 type deviceEntry struct {
@@ -79,7 +65,7 @@ type deviceEntry struct {
 var hostMetrics = []Metric{
 	HostFilesystemSize, HostFilesystemFree, HostFilesystemFiles, HostFilesystemFilesFree,
 	HostDiskReads, HostDiskWrites, HostDiskReadTime, HostDiskWriteTime, HostDiskIOTime, HostDiskIOTimeWeighted, HostDiskIONow,
-	HostCPUIowait, EtcdProcessCPU, EtcdProcessRSS, EtcdProcessOpenFDs, EtcdProcessMaxFDs, EtcdProcessStartTime,
+	HostCPUIowait,
 }
 
 // NewHostCollector returns a collector; it reads nothing until scraped.
@@ -87,13 +73,10 @@ func NewHostCollector(opts HostOptions) *HostCollector {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.FindEvery <= 0 {
-		opts.FindEvery = DefaultFindEvery
-	}
 	if opts.DeviceEvery <= 0 {
 		opts.DeviceEvery = DefaultDeviceEvery
 	}
-	c := &HostCollector{opts: opts, descs: map[string]*prometheus.Desc{}, failing: map[string]bool{}, devices: map[string]deviceEntry{}}
+	c := &HostCollector{opts: opts, descs: map[string]*prometheus.Desc{}, log: failureLog{logger: opts.Logger, failing: map[string]bool{}}, devices: map[string]deviceEntry{}}
 	for _, m := range hostMetrics {
 		c.descs[m.Name] = m.Desc()
 	}
@@ -140,7 +123,6 @@ func (c *HostCollector) Collect(ch chan<- prometheus.Metric) {
 			emit(HostCPUIowait, prometheus.CounterValue, t[0].Iowait)
 		}
 	}
-	c.collectProcess(ctx, emit)
 }
 
 type emitFunc func(m Metric, t prometheus.ValueType, v float64, labels ...string)
@@ -251,143 +233,8 @@ func (c *HostCollector) collectDevices(ctx context.Context, emit emitFunc, devic
 	}
 }
 
-func (c *HostCollector) collectProcess(ctx context.Context, emit emitFunc) {
-	if c.opts.PIDFile == "" && c.opts.ProcessName == "" {
-		return
-	}
-	p, err := c.findProcess(ctx)
-	if !c.report("the etcd process ("+c.processWhere()+")", err) {
-		return
-	}
-	pid := "pid"
-	if t, err := p.TimesWithContext(ctx); c.report("the etcd process's CPU times", err, pid, p.Pid) {
-		emit(EtcdProcessCPU, prometheus.CounterValue, t.User+t.System)
-	}
-	if m, err := p.MemoryInfoWithContext(ctx); c.report("the etcd process's memory", err, pid, p.Pid) {
-		emit(EtcdProcessRSS, prometheus.GaugeValue, float64(m.RSS))
-	}
-	if n, err := p.NumFDsWithContext(ctx); c.report("the etcd process's open file descriptors (needs etcd's user or CAP_SYS_PTRACE)", err, pid, p.Pid) {
-		emit(EtcdProcessOpenFDs, prometheus.GaugeValue, float64(n))
-	}
-	limits, err := p.RlimitWithContext(ctx)
-	if err == nil {
-		err = errors.New("no RLIMIT_NOFILE line")
-		for _, l := range limits {
-			if l.Resource == process.RLIMIT_NOFILE {
-				emit(EtcdProcessMaxFDs, prometheus.GaugeValue, float64(l.Soft))
-				err = nil
-			}
-		}
-	}
-	c.report("the etcd process's file descriptor limit", err, pid, p.Pid)
-	if ms, err := p.CreateTimeWithContext(ctx); c.report("the etcd process's start time", err, pid, p.Pid) {
-		emit(EtcdProcessStartTime, prometheus.GaugeValue, float64(ms)/1e3)
-	}
-}
-
-func (c *HostCollector) processWhere() string {
-	if c.opts.PIDFile != "" {
-		return "PID file " + c.opts.PIDFile
-	}
-	return "process name " + strconv.Quote(c.opts.ProcessName)
-}
-
-// findProcess returns the etcd process: from the PID file at every call;
-// by name, the cached process while it lives, else a scan of all processes
-// at most every FindEvery.
-func (c *HostCollector) findProcess(ctx context.Context) (*process.Process, error) {
-	if c.opts.PIDFile != "" {
-		pid, err := readPIDFile(c.opts.PIDFile)
-		if err != nil {
-			return nil, err
-		}
-		if c.proc == nil || c.proc.Pid != pid {
-			c.proc = nil
-			p, err := process.NewProcessWithContext(ctx, pid)
-			if err != nil {
-				return nil, fmt.Errorf("PID %d: %w", pid, err)
-			}
-			c.proc = p
-		}
-		if running, _ := c.proc.IsRunningWithContext(ctx); !running {
-			c.proc = nil
-			return nil, fmt.Errorf("PID %d from %s is not running", pid, c.opts.PIDFile)
-		}
-		return c.proc, nil
-	}
-	if c.proc != nil {
-		// Still the same process (IsRunning compares start times, so a
-		// reused PID does not count) and still etcd?
-		running, _ := c.proc.IsRunningWithContext(ctx)
-		if name, err := (&process.Process{Pid: c.proc.Pid}).NameWithContext(ctx); running && err == nil && name == c.opts.ProcessName {
-			return c.proc, nil
-		}
-		c.proc = nil
-		c.lastScan = time.Time{} // look for the new one now
-	}
-	if !c.lastScan.IsZero() && time.Since(c.lastScan) < c.opts.FindEvery {
-		return nil, c.scanErr
-	}
-	c.lastScan = time.Now()
-	c.proc, c.scanErr = c.scan(ctx)
-	return c.proc, c.scanErr
-}
-
-// scan finds the process named ProcessName; of several, the oldest (the
-// one a supervisor started first), with a warning.
-func (c *HostCollector) scan(ctx context.Context) (*process.Process, error) {
-	pids, err := process.PidsWithContext(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("listing processes: %w", err)
-	}
-	var found []*process.Process
-	for _, pid := range pids {
-		if name, err := (&process.Process{Pid: pid}).NameWithContext(ctx); err != nil || name != c.opts.ProcessName {
-			continue
-		}
-		if p, err := process.NewProcessWithContext(ctx, pid); err == nil {
-			found = append(found, p)
-		}
-	}
-	if len(found) == 0 {
-		return nil, fmt.Errorf("no process named %q among %d processes (is the PID namespace shared with etcd's?)", c.opts.ProcessName, len(pids))
-	}
-	start := func(p *process.Process) int64 { t, _ := p.CreateTimeWithContext(ctx); return t }
-	slices.SortFunc(found, func(a, b *process.Process) int {
-		if d := start(a) - start(b); d != 0 {
-			return int(max(min(d, 1), -1))
-		}
-		return int(a.Pid - b.Pid)
-	})
-	if len(found) > 1 {
-		c.opts.Logger.Warn("several processes have the etcd process name; using the oldest (set --etcd.pid-file to choose)", "name", c.opts.ProcessName, "count", len(found), "pid", found[0].Pid)
-	}
-	return found[0], nil
-}
-
-func readPIDFile(path string) (int32, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, err
-	}
-	pid, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 32)
-	if err != nil || pid <= 0 {
-		return 0, fmt.Errorf("%s does not hold a PID: %.40q", path, b)
-	}
-	return int32(pid), nil
-}
-
-// report logs what starts or stops failing, once per change, and says
-// whether it succeeded.
+// report logs a failure once when it starts and once when it stops, and
+// says whether there was none.
 func (c *HostCollector) report(what string, err error, attrs ...any) bool {
-	was := c.failing[what]
-	switch {
-	case err != nil && !was:
-		c.failing[what] = true
-		c.opts.Logger.Warn("cannot read "+what+"; its metrics are absent until it can be read", append(attrs, "err", err)...)
-	case err == nil && was:
-		delete(c.failing, what)
-		c.opts.Logger.Info("reading "+what+" again", attrs...)
-	}
-	return err == nil
+	return c.log.report(what, err, attrs...)
 }

@@ -8,10 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
@@ -89,15 +87,6 @@ func diskstatsName(t *testing.T, dir string) (string, bool) {
 	return "", false
 }
 
-func writePIDFile(t *testing.T, pid int) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "etcd.pid")
-	if err := os.WriteFile(path, []byte(strconv.Itoa(pid)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 // The collector against this machine: this test process stands in for
 // etcd, a temporary directory for its data directory.
 func TestHostCollectorRealMachine(t *testing.T) {
@@ -109,7 +98,7 @@ func TestHostCollectorRealMachine(t *testing.T) {
 	if err := os.MkdirAll(wal, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	c := NewHostCollector(HostOptions{DataDir: data, WALDir: wal, PIDFile: writePIDFile(t, os.Getpid())})
+	c := NewHostCollector(HostOptions{DataDir: data, WALDir: wal})
 	mfs := families(t, c)
 	must := func(name string, labels ...string) float64 {
 		t.Helper()
@@ -158,21 +147,6 @@ func TestHostCollectorRealMachine(t *testing.T) {
 		t.Errorf("iowait = %v", v)
 	}
 
-	if v := must(EtcdProcessCPU.Name); v <= 0 {
-		t.Errorf("process CPU = %v, want > 0", v)
-	}
-	if v := must(EtcdProcessRSS.Name); v <= 0 {
-		t.Errorf("resident memory = %v, want > 0", v)
-	}
-	open, limit := must(EtcdProcessOpenFDs.Name), must(EtcdProcessMaxFDs.Name)
-	if open <= 0 || open > limit {
-		t.Errorf("open fds %v, max fds %v", open, limit)
-	}
-	started := time.Unix(int64(must(EtcdProcessStartTime.Name)), 0)
-	if time.Since(started) < 0 || time.Since(started) > 24*time.Hour {
-		t.Errorf("start time %v is not within the last day", started)
-	}
-
 	body := gather(t, c)
 	problems, err := promlint.New(bytes.NewReader(body)).Lint()
 	if err != nil {
@@ -217,34 +191,13 @@ func TestHostCollectorSeparateWALFilesystem(t *testing.T) {
 	}
 }
 
-// By name, the collector finds a process called like this test binary.
-// Other test binaries of the same name may run on a shared machine, so only
-// the presence of the metrics is asserted.
-func TestHostCollectorFindsProcessByName(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("reads /proc")
-	}
-	name, err := os.ReadFile("/proc/self/comm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := NewHostCollector(HostOptions{ProcessName: strings.TrimSpace(string(name))})
-	mfs := families(t, c)
-	for _, m := range []Metric{EtcdProcessCPU, EtcdProcessRSS, EtcdProcessMaxFDs, EtcdProcessStartTime} {
-		if _, ok := value(mfs, m.Name); !ok {
-			t.Errorf("%s absent with process name %q", m.Name, name)
-		}
-	}
-}
-
 // What cannot be read is absent, not zero, and logged once per change, not
 // at every scrape.
 func TestHostCollectorUnreadable(t *testing.T) {
 	var logs bytes.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
 	missing := filepath.Join(t.TempDir(), "nonexistent")
-	pidFile := filepath.Join(t.TempDir(), "etcd.pid")
-	c := NewHostCollector(HostOptions{DataDir: missing, WALDir: filepath.Join(missing, "member", "wal"), PIDFile: pidFile, Logger: logger})
+	c := NewHostCollector(HostOptions{DataDir: missing, WALDir: filepath.Join(missing, "member", "wal"), Logger: logger})
 	var mfs map[string]*dto.MetricFamily
 	for range 3 {
 		mfs = families(t, c)
@@ -255,40 +208,8 @@ func TestHostCollectorUnreadable(t *testing.T) {
 		}
 	}
 	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
-	if len(lines) != 3 { // data, WAL, process
-		t.Errorf("%d log lines after 3 scrapes, want 3 (one per unreadable thing):\n%s", len(lines), logs.String())
-	}
-	if !strings.Contains(logs.String(), pidFile) {
-		t.Errorf("the logs do not name the PID file:\n%s", logs.String())
-	}
-
-	// The process appears: its metrics appear, with one line saying so.
-	logs.Reset()
-	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	mfs = families(t, c)
-	if _, ok := value(mfs, EtcdProcessRSS.Name); !ok {
-		t.Error("process metrics absent once the PID file names a live process")
-	}
-	if got := strings.Count(logs.String(), "\n"); got != 1 || !strings.Contains(logs.String(), "again") {
-		t.Errorf("logs after the process appeared:\n%s", logs.String())
-	}
-
-	// A PID that no process has.
-	logs.Reset()
-	if err := os.WriteFile(pidFile, []byte("2147483646"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	mfs = families(t, c)
-	if _, ok := value(mfs, EtcdProcessRSS.Name); ok {
-		t.Error("process metrics exported for a PID that does not exist")
-	}
-
-	// No process of that name.
-	c = NewHostCollector(HostOptions{ProcessName: "no-such-etcd", Logger: logger})
-	if _, ok := value(families(t, c), EtcdProcessCPU.Name); ok {
-		t.Error("process metrics exported with no process of that name")
+	if len(lines) != 2 { // data, WAL
+		t.Errorf("%d log lines after 3 scrapes, want 2 (one per unreadable thing):\n%s", len(lines), logs.String())
 	}
 }
 

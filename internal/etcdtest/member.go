@@ -126,6 +126,17 @@ func (m *Member) runningLocked() bool {
 	return true
 }
 
+// PID is the member's process ID in Process mode; 0 for an in-process
+// member or one not running.
+func (m *Member) PID() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.proc == nil || !m.runningLocked() {
+		return 0
+	}
+	return m.proc.cmd.Process.Pid
+}
+
 // Frozen reports whether the member's process is stopped by Freeze.
 func (m *Member) Frozen() bool {
 	m.mu.Lock()
