@@ -62,7 +62,7 @@ docs:
 	$(GO) run ./cmd/etcdpulse docs metrics > docs/metrics.md
 
 dashboards:
-	$(GO) run ./cmd/etcdpulse dashboards --output-dir dashboards
+	$(GO) run ./cmd/etcdpulse dashboards --output-dir dashboards/json
 
 # Everything generated from code and committed: the tests fail when stale.
 generate: docs dashboards
