@@ -75,7 +75,14 @@ func Listen(addresses []string) ([]net.Listener, error) {
 // Serve serves h on the listeners, with TLS and authentication from an
 // exporter-toolkit web config file when one is given, until ctx is done.
 func Serve(ctx context.Context, ls []net.Listener, webConfigFile string, h http.Handler, logger *slog.Logger) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		// net/http reports what it cannot hand to a handler (a failed TLS
+		// handshake, a panic) here; without it those lines bypass the
+		// structured logger in Go's default log format.
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError),
+	}
 	flags := &web.FlagConfig{WebConfigFile: &webConfigFile, WebListenAddresses: new([]string), WebSystemdSocket: new(bool)}
 	for _, l := range ls {
 		*flags.WebListenAddresses = append(*flags.WebListenAddresses, l.Addr().String())
