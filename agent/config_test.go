@@ -21,6 +21,9 @@ func TestLoadFileGood(t *testing.T) {
 	if cfg.Etcd.KeyPrefix != DefaultKeyPrefix {
 		t.Errorf("key prefix = %q, want the default %q", cfg.Etcd.KeyPrefix, DefaultKeyPrefix)
 	}
+	if w := cfg.Web; w.TelemetryPath != "/etcdpulse/metrics" || !w.DisableExporterMetrics || !w.EnablePprof || w.SystemdSocket {
+		t.Errorf("web = %+v, want the file's telemetry_path, disable_exporter_metrics and enable_pprof", w)
+	}
 }
 
 // Every invalid file and the exact message it must give.
@@ -42,6 +45,11 @@ func TestConfigErrors(t *testing.T) {
 			"etcd.tls.cert_file (--etcd.cert): a client certificate and its key go together: set both etcd.tls.cert_file and etcd.tls.key_file, or neither"},
 		{"bad-log-level.yml", `log.level (--log.level): "verbose" is not one of debug, info, warn, error`},
 		{"bad-listen.yml", `web.listen_addresses[0] (--web.listen-address): "12379" is not host:port (expected, for example, ":12379")`},
+		{"bad-telemetry-path.yml", `web.telemetry_path (--web.telemetry-path): "metrics" is not a URL path of segments of letters, digits, ".", "_", "~" or "-", starting with "/" (expected, for example, "/metrics")`},
+		{"telemetry-path-wildcard.yml", `web.telemetry_path (--web.telemetry-path): "/metrics/{name}" is not a URL path of segments of letters, digits, ".", "_", "~" or "-", starting with "/" (expected, for example, "/metrics")`},
+		{"telemetry-path-root.yml", `web.telemetry_path (--web.telemetry-path): "/" is the landing page; pick a path of its own, such as "/metrics"`},
+		{"telemetry-path-readyz.yml", `web.telemetry_path (--web.telemetry-path): "/readyz" is the agent's readiness endpoint; pick another path, such as "/metrics"`},
+		{"telemetry-path-debug.yml", `web.telemetry_path (--web.telemetry-path): "/debug/metrics" is under /debug/, where the agent serves traces and profiles; pick another path, such as "/metrics"`},
 		{"bad-prefix.yml", `etcd.key_prefix: "registry/" must start and end with "/" and name a key space of its own, such as "/etcdpulse/"`},
 	}
 	for _, c := range cases {

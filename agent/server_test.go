@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -191,4 +192,141 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// quietAgent is an agent on an endpoint where nothing listens, with the
+// capabilities that touch the host off: for tests of the HTTP side.
+func quietAgent(t *testing.T, mutate func(*Config)) *testAgent {
+	t.Helper()
+	return startAgent(t, []string{closedEndpoint(t)}, func(c *Config) {
+		c.Disk.Enabled = false
+		c.Network.Enabled = false
+		c.Host.Enabled = false
+		if mutate != nil {
+			mutate(c)
+		}
+	})
+}
+
+// status GETs url and returns the status code and body.
+func status(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// Go's profiles are served only when enabled, and the landing page offers
+// its pprof links only then.
+func TestPprof(t *testing.T) {
+	for _, enabled := range []bool{false, true} {
+		t.Run(fmt.Sprintf("enable_pprof=%v", enabled), func(t *testing.T) {
+			a := quietAgent(t, func(c *Config) { c.Web.EnablePprof = enabled })
+			code, landing := status(t, a.url+"/")
+			if code != http.StatusOK || !strings.Contains(landing, "etcdpulse") {
+				t.Fatalf("landing page: %d %q", code, landing)
+			}
+			if got := strings.Contains(landing, `href="/debug/pprof/heap"`); got != enabled {
+				t.Errorf("landing page links /debug/pprof/heap: %v, want %v:\n%s", got, enabled, landing)
+			}
+			heapCode, heap := status(t, a.url+"/debug/pprof/heap")
+			indexCode, index := status(t, a.url+"/debug/pprof/")
+			if !enabled {
+				if heapCode != http.StatusNotFound || indexCode != http.StatusNotFound {
+					t.Errorf("/debug/pprof/heap: %d, /debug/pprof/: %d; want 404 for both", heapCode, indexCode)
+				}
+				return
+			}
+			// A heap profile is a gzipped protobuf.
+			if heapCode != http.StatusOK || !strings.HasPrefix(heap, "\x1f\x8b") {
+				t.Errorf("/debug/pprof/heap: %d, %d bytes; want 200 and a gzipped profile", heapCode, len(heap))
+			}
+			if indexCode != http.StatusOK || !strings.Contains(index, "goroutine") {
+				t.Errorf("/debug/pprof/: %d %q", indexCode, index)
+			}
+		})
+	}
+}
+
+// exporterFamilies are the agent's metrics about itself, client_golang's
+// standard families: on /metrics unless web.disable_exporter_metrics is
+// set, and not in the catalogue, which lists etcdpulse's own.
+var exporterFamilies = []string{
+	// collectors.NewGoCollector, default set
+	"go_gc_duration_seconds", "go_gc_gogc_percent", "go_gc_gomemlimit_bytes", "go_goroutines", "go_info",
+	"go_memstats_alloc_bytes", "go_memstats_alloc_bytes_total", "go_memstats_buck_hash_sys_bytes",
+	"go_memstats_frees_total", "go_memstats_gc_sys_bytes", "go_memstats_heap_alloc_bytes",
+	"go_memstats_heap_idle_bytes", "go_memstats_heap_inuse_bytes", "go_memstats_heap_objects",
+	"go_memstats_heap_released_bytes", "go_memstats_heap_sys_bytes", "go_memstats_last_gc_time_seconds",
+	"go_memstats_mallocs_total", "go_memstats_mcache_inuse_bytes", "go_memstats_mcache_sys_bytes",
+	"go_memstats_mspan_inuse_bytes", "go_memstats_mspan_sys_bytes", "go_memstats_next_gc_bytes",
+	"go_memstats_other_sys_bytes", "go_memstats_stack_inuse_bytes", "go_memstats_stack_sys_bytes",
+	"go_memstats_sys_bytes", "go_sched_gomaxprocs_threads", "go_threads",
+	// collectors.NewProcessCollector (Linux)
+	"process_cpu_seconds_total", "process_max_fds", "process_network_receive_bytes_total",
+	"process_network_transmit_bytes_total", "process_open_fds", "process_resident_memory_bytes",
+	"process_start_time_seconds", "process_virtual_memory_bytes", "process_virtual_memory_max_bytes",
+	// promhttp.InstrumentMetricHandler
+	"promhttp_metric_handler_requests_in_flight", "promhttp_metric_handler_requests_total",
+}
+
+// The agent's own go_*, process_* and promhttp_* metrics are on its
+// registry, every one of the standard families, and all of them go with
+// web.disable_exporter_metrics.
+func TestExporterMetrics(t *testing.T) {
+	on := quietAgent(t, nil)
+	off := quietAgent(t, func(c *Config) { c.Web.DisableExporterMetrics = true })
+	// The handler counts a scrape once it is answered: scrape twice.
+	for _, a := range []*testAgent{on, off} {
+		mustScrape(t, a)
+	}
+	got := mustScrape(t, on)
+	for _, name := range exporterFamilies {
+		if _, ok := got[name]; !ok {
+			t.Errorf("%s absent", name)
+		}
+	}
+	for name := range got {
+		if isExporterFamily(name) && !slices.Contains(exporterFamilies, name) {
+			t.Errorf("%s exported, but not in exporterFamilies", name)
+		}
+	}
+	if v, ok := got.value("promhttp_metric_handler_requests_total", "code", "200"); !ok || v < 1 {
+		t.Errorf("promhttp_metric_handler_requests_total{code=200} = %v (present %v), want >= 1 after a scrape", v, ok)
+	}
+	if v, ok := got.value("process_start_time_seconds"); !ok || v <= 0 {
+		t.Errorf("process_start_time_seconds = %v (present %v)", v, ok)
+	}
+	for name := range mustScrape(t, off) {
+		if isExporterFamily(name) {
+			t.Errorf("%s exported with web.disable_exporter_metrics", name)
+		}
+	}
+}
+
+func isExporterFamily(name string) bool {
+	return strings.HasPrefix(name, "go_") || strings.HasPrefix(name, "process_") || strings.HasPrefix(name, "promhttp_")
+}
+
+// web.telemetry_path moves the metrics, and the landing page's link with
+// them.
+func TestTelemetryPath(t *testing.T) {
+	a := quietAgent(t, func(c *Config) { c.Web.TelemetryPath = "/agent/metrics" })
+	code, body := status(t, a.url+"/agent/metrics")
+	if code != http.StatusOK || !strings.Contains(body, "\netcdpulse_build_info{") {
+		t.Errorf("/agent/metrics: %d, want 200 with etcdpulse_build_info:\n%s", code, body)
+	}
+	if code, _ := status(t, a.url+"/metrics"); code != http.StatusNotFound {
+		t.Errorf("/metrics: %d, want 404", code)
+	}
+	if _, landing := status(t, a.url+"/"); !strings.Contains(landing, `href="/agent/metrics"`) {
+		t.Errorf("the landing page does not link /agent/metrics:\n%s", landing)
+	}
 }
