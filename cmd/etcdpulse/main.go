@@ -24,7 +24,10 @@ func main() {
 // process exit code: 0, 1 for a configuration or runtime error, 2 for bad
 // usage.
 func run(args []string, stdout, stderr io.Writer) int {
-	app := kingpin.New("etcdpulse", "Health-monitoring agent for etcd: probes a member and its cluster and exports Prometheus metrics.")
+	app := kingpin.New("etcdpulse", "Health-monitoring agent for etcd: probes a member and its cluster and exports Prometheus metrics.\n\n"+
+		// The flags of the default command are not in this help: say where.
+		"Without a command, etcdpulse runs the agent (run). To see its flags:\n\n"+
+		"  etcdpulse run --help")
 	app.Version(version.Print("etcdpulse"))
 	app.HelpFlag.Short('h')
 	app.UsageWriter(stdout)
