@@ -23,9 +23,17 @@ import (
 var (
 	binOnce sync.Once
 	binDir  string
-	binPath string
+	bin     builtBin
 	binErr  error
 )
+
+// builtBin is etcdpulse built with a plain `go build` in a git checkout.
+type builtBin struct {
+	path string
+	// commit is the checkout's HEAD, and commitTime its committer time.
+	commit     string
+	commitTime time.Time
+}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
@@ -35,21 +43,96 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// builtBinary returns the path of etcdpulse built with a plain `go build`
-// from this source tree.
-func builtBinary(t *testing.T) string {
+// builtBinary returns etcdpulse built with a plain `go build` from this
+// source tree, as it is on disk. Go records VCS information only in a
+// checkout whose .git is a directory (not in a git worktree, whose .git is
+// a file), so the build runs in a fresh repository holding a snapshot of
+// the tree: what git would commit here, committed there.
+func builtBinary(t *testing.T) builtBin {
 	t.Helper()
 	binOnce.Do(func() {
 		if binDir, binErr = os.MkdirTemp("", "etcdpulse-bin-"); binErr != nil {
 			return
 		}
-		binPath = filepath.Join(binDir, "etcdpulse")
-		binErr = goBuild(".", binPath)
+		src := filepath.Join(binDir, "src")
+		if bin.commit, bin.commitTime, binErr = snapshot(repoRoot, src); binErr != nil {
+			return
+		}
+		bin.path = filepath.Join(binDir, "etcdpulse")
+		// -buildvcs=auto is go build's default; given here because a
+		// machine's GOFLAGS may turn VCS stamping off (this one's does).
+		binErr = goBuild(filepath.Join(src, "cmd", "etcdpulse"), bin.path, "-buildvcs=auto")
 	})
 	if binErr != nil {
 		t.Fatal(binErr)
 	}
-	return binPath
+	return bin
+}
+
+// repoRoot is the module's root, seen from this package's directory.
+const repoRoot = "../.."
+
+// snapshot copies the files git would commit from the tree at root (the
+// tracked ones still on disk and the untracked ones not ignored) into a new
+// repository at dst and commits them.
+func snapshot(root, dst string) (commit string, at time.Time, err error) {
+	list, err := git(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+	if err != nil {
+		return "", at, err
+	}
+	for _, name := range strings.Split(strings.TrimRight(list, "\x00"), "\x00") {
+		fi, err := os.Lstat(filepath.Join(root, name))
+		if os.IsNotExist(err) {
+			continue // deleted, not yet committed
+		}
+		if err != nil {
+			return "", at, err
+		}
+		if !fi.Mode().IsRegular() {
+			return "", at, fmt.Errorf("snapshot: %s is not a regular file", name)
+		}
+		data, err := os.ReadFile(filepath.Join(root, name))
+		if err != nil {
+			return "", at, err
+		}
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dst, name)), 0o755); err != nil {
+			return "", at, err
+		}
+		if err := os.WriteFile(filepath.Join(dst, name), data, fi.Mode().Perm()); err != nil {
+			return "", at, err
+		}
+	}
+	for _, args := range [][]string{
+		{"init", "-q"},
+		{"add", "-A"},
+		{"-c", "user.name=etcdpulse test", "-c", "user.email=test@localhost", "-c", "commit.gpgsign=false", "commit", "-q", "--no-verify", "-m", "snapshot"},
+	} {
+		if _, err := git(dst, args...); err != nil {
+			return "", at, err
+		}
+	}
+	out, err := git(dst, "log", "-1", "--format=%H %ct")
+	if err != nil {
+		return "", at, err
+	}
+	var unix int64
+	if _, err := fmt.Sscanf(out, "%s %d", &commit, &unix); err != nil {
+		return "", at, fmt.Errorf("git log: %q: %v", out, err)
+	}
+	return commit, time.Unix(unix, 0), nil
+}
+
+// git runs git in dir and returns its standard output.
+func git(dir string, args ...string) (string, error) {
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("git %s in %s: %v: %s", strings.Join(args, " "), dir, err, stderr.String())
+	}
+	return string(out), nil
 }
 
 // goBuild builds the package in dir into out.
@@ -167,7 +250,7 @@ func TestSystemdSocketActivation(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("socket activation, and the flag, are Linux only")
 	}
-	bin := builtBinary(t)
+	bin := builtBinary(t).path
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -207,7 +290,7 @@ func TestSystemdSocketActivation(t *testing.T) {
 // `etcdpulse --help` says how to see the flags of run, the default command,
 // and that command lists them.
 func TestHelpShowsRunFlags(t *testing.T) {
-	bin := builtBinary(t)
+	bin := builtBinary(t).path
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, bin, "--help").Output()

@@ -8,13 +8,14 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/common/version"
+
+	"github.com/etcdpulse/etcdpulse/internal/buildinfo"
 )
 
-func init() {
-	if version.Version == "" {
-		version.Version = "0.1.0-dev"
-	}
-}
+// Before anything reads the version (the agents' etcdpulse_build_info is
+// labelled when they are built): what the build did not stamp with -ldflags
+// comes from the VERSION file and Go's build info.
+func init() { buildinfo.Stamp() }
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
