@@ -3,8 +3,24 @@
 
 GO      ?= go
 BIN     := $(CURDIR)/bin
-VERSION ?= 0.1.0-dev
-LDFLAGS := -X github.com/prometheus/common/version.Version=$(VERSION)
+
+# Build information, stamped the way Prometheus' promu does. The version
+# lives in one place, the VERSION file (a plain go build reads it too, see
+# version.go); a build without git or the Makefile falls back to Go's own
+# build info (internal/buildinfo).
+VERSION    := $(shell cat $(CURDIR)/VERSION)
+REVISION   := $(shell git rev-parse HEAD 2>/dev/null)
+ifneq ($(REVISION),)
+# As Go marks vcs.modified: anything git status shows.
+REVISION   := $(REVISION)$(shell test -z "$$(git status --porcelain 2>/dev/null)" || echo -modified)
+endif
+BRANCH     := $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null)
+BUILD_USER := $(shell whoami)@$(shell uname -n)
+BUILD_DATE := $(shell date -u +%Y%m%d-%H:%M:%S)
+VERSION_PKG := github.com/prometheus/common/version
+LDFLAGS := -X $(VERSION_PKG).Version=$(VERSION) -X $(VERSION_PKG).Revision=$(REVISION) \
+	-X $(VERSION_PKG).Branch=$(BRANCH) -X $(VERSION_PKG).BuildUser=$(BUILD_USER) \
+	-X $(VERSION_PKG).BuildDate=$(BUILD_DATE)
 
 # Real etcd and etcdctl, built from the versions pinned in go.mod (tool lines).
 ETCD    := $(BIN)/etcd
@@ -62,7 +78,7 @@ docs:
 	$(GO) run ./cmd/etcdpulse docs metrics > docs/metrics.md
 
 dashboards:
-	$(GO) run ./cmd/etcdpulse dashboards --output-dir dashboards
+	$(GO) run ./cmd/etcdpulse dashboards --output-dir dashboards/json
 
 # Everything generated from code and committed: the tests fail when stale.
 generate: docs dashboards

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	promcollectors "github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.opentelemetry.io/otel/trace"
@@ -49,6 +50,9 @@ type Agent struct {
 	runner   *probes.Runner
 	tracez   http.Handler
 	untrace  func()
+	// metrics serves the registry; built once, since it registers the
+	// promhttp_metric_handler_* metrics that count its own requests.
+	metrics http.Handler
 }
 
 // New builds an agent: it checks the configuration, loads the TLS files and
@@ -146,7 +150,17 @@ func New(opts Options) (*Agent, error) {
 		failures,
 		collectors.NewClusterCollector(runner, everyMember),
 	)
+	if !cfg.Web.DisableExporterMetrics {
+		// The agent's own process, as every Prometheus exporter reports it.
+		// Several agents in one process (the demo) each report it on their
+		// own registry.
+		reg.MustRegister(
+			promcollectors.NewGoCollector(),
+			promcollectors.NewProcessCollector(promcollectors.ProcessCollectorOpts{}),
+		)
+	}
 	a := &Agent{cfg: cfg, logger: logger, registry: reg, targets: targets, runner: runner}
+	a.metrics = newMetricsHandler(reg, cfg.Web.DisableExporterMetrics, logger)
 	a.tracez, a.untrace = tracez(tp)
 	return a, nil
 }
@@ -225,7 +239,9 @@ func ClientTLS(c TLSConfig) (*tls.Config, error) {
 	return cfg, nil
 }
 
-// Handler serves /metrics, /healthz, /readyz and a landing page.
+// Handler serves the metrics (on Config.Web.TelemetryPath, /metrics by
+// default), /healthz, /readyz, /debug/tracez, /debug/pprof/ when
+// Config.Web.EnablePprof is set, and a landing page.
 func (a *Agent) Handler() http.Handler {
 	return newHandler(a)
 }

@@ -9,6 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -78,8 +81,20 @@ func (t TLSConfig) Enabled() bool {
 // WebConfig is the agent's own HTTP server.
 type WebConfig struct {
 	ListenAddresses []string `yaml:"listen_addresses"`
+	// SystemdSocket serves on the sockets systemd passes (socket
+	// activation) instead of binding ListenAddresses; Linux only.
+	SystemdSocket bool `yaml:"systemd_socket"`
 	// ConfigFile is an exporter-toolkit web config (TLS, basic auth).
 	ConfigFile string `yaml:"config_file"`
+	// TelemetryPath is where the metrics are served.
+	TelemetryPath string `yaml:"telemetry_path"`
+	// DisableExporterMetrics leaves the agent's own go_*, process_* and
+	// promhttp_metric_handler_* metrics out of its registry.
+	DisableExporterMetrics bool `yaml:"disable_exporter_metrics"`
+	// EnablePprof serves Go's runtime profiles under /debug/pprof/. Off by
+	// default: a CPU profile costs the agent's node CPU while it runs, and
+	// the endpoints are for whoever debugs the agent, not for Prometheus.
+	EnablePprof bool `yaml:"enable_pprof"`
 }
 
 // LogConfig is the agent's logging.
@@ -138,6 +153,7 @@ func (d Duration) String() string { return time.Duration(d).String() }
 // Defaults.
 const (
 	DefaultListenAddress = ":12379"
+	DefaultTelemetryPath = "/metrics"
 	DefaultEndpoint      = "http://127.0.0.1:2379"
 	DefaultKeyPrefix     = "/etcdpulse/"
 	DefaultDataDir       = "/var/lib/etcd"
@@ -159,7 +175,7 @@ func DefaultConfig() Config {
 			DialTimeout: Duration(DefaultDialTimeout),
 			KeyPrefix:   DefaultKeyPrefix,
 		},
-		Web: WebConfig{ListenAddresses: []string{DefaultListenAddress}},
+		Web: WebConfig{ListenAddresses: []string{DefaultListenAddress}, TelemetryPath: DefaultTelemetryPath},
 		Log: LogConfig{Level: "info", Format: "logfmt"},
 		Probes: ProbesConfig{
 			Interval: Duration(DefaultInterval),
@@ -382,11 +398,10 @@ func (c *Config) Validate() error {
 		bad("web.listen_addresses", "web.listen-address", "at least one address is required, such as %q", DefaultListenAddress)
 	}
 	for i, a := range c.Web.ListenAddresses {
-		if strings.HasPrefix(a, "vsock://") {
-			continue
-		}
 		_, port, err := net.SplitHostPort(a)
 		switch {
+		case strings.HasPrefix(a, "vsock://"):
+			bad(fmt.Sprintf("web.listen_addresses[%d]", i), "web.listen-address", "%q: vsock addresses are not supported; give host:port, such as %q", a, DefaultListenAddress)
 		case err != nil:
 			bad(fmt.Sprintf("web.listen_addresses[%d]", i), "web.listen-address", "%q is not host:port (expected, for example, %q)", a, DefaultListenAddress)
 		case port == "" || !validPort(port, 0):
@@ -397,6 +412,12 @@ func (c *Config) Validate() error {
 		if _, err := os.Stat(c.Web.ConfigFile); err != nil {
 			bad("web.config_file", "web.config.file", "cannot read %q: %v", c.Web.ConfigFile, errors.Unwrap(err))
 		}
+	}
+	if msg := telemetryPathProblem(c.Web.TelemetryPath); msg != "" {
+		bad("web.telemetry_path", "web.telemetry-path", "%s", msg)
+	}
+	if c.Web.SystemdSocket && runtime.GOOS != "linux" {
+		bad("web.systemd_socket", "web.systemd-socket", "systemd socket activation is only available on Linux, not on %s", runtime.GOOS)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
@@ -438,6 +459,29 @@ func validPort(p string, low int) bool {
 	}
 	n, err := strconv.Atoi(p)
 	return err == nil && n >= low && n <= 65535
+}
+
+// telemetryPathRE is a path of plain segments: what http.ServeMux takes
+// as one exact path, without wildcards ("{name}"), methods or escapes
+// (and "." or ".." segments, which it redirects, are refused apart).
+var telemetryPathRE = regexp.MustCompile(`^(/[A-Za-z0-9._~-]+)+$`)
+
+// telemetryPathProblem says what is wrong with a telemetry path, or "".
+// The paths the agent serves itself are taken.
+func telemetryPathProblem(p string) string {
+	switch {
+	case p == "/":
+		return fmt.Sprintf(`"/" is the landing page; pick a path of its own, such as %q`, DefaultTelemetryPath)
+	case !telemetryPathRE.MatchString(p) || slices.ContainsFunc(strings.Split(p, "/"), func(seg string) bool { return seg == "." || seg == ".." }):
+		return fmt.Sprintf(`%q is not a URL path of segments of letters, digits, ".", "_", "~" or "-", starting with "/" (expected, for example, %q)`, p, DefaultTelemetryPath)
+	case p == "/healthz":
+		return fmt.Sprintf(`"/healthz" is the agent's health endpoint; pick another path, such as %q`, DefaultTelemetryPath)
+	case p == "/readyz":
+		return fmt.Sprintf(`"/readyz" is the agent's readiness endpoint; pick another path, such as %q`, DefaultTelemetryPath)
+	case p == "/debug" || strings.HasPrefix(p, "/debug/"):
+		return fmt.Sprintf(`%q is under /debug/, where the agent serves traces and profiles; pick another path, such as %q`, p, DefaultTelemetryPath)
+	}
+	return ""
 }
 
 // Schedule returns a probe's schedule: its own settings over the defaults.

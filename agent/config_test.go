@@ -21,6 +21,9 @@ func TestLoadFileGood(t *testing.T) {
 	if cfg.Etcd.KeyPrefix != DefaultKeyPrefix {
 		t.Errorf("key prefix = %q, want the default %q", cfg.Etcd.KeyPrefix, DefaultKeyPrefix)
 	}
+	if w := cfg.Web; w.TelemetryPath != "/etcdpulse/metrics" || !w.DisableExporterMetrics || !w.EnablePprof || w.SystemdSocket {
+		t.Errorf("web = %+v, want the file's telemetry_path, disable_exporter_metrics and enable_pprof", w)
+	}
 }
 
 // Every invalid file and the exact message it must give.
@@ -47,6 +50,11 @@ func TestConfigErrors(t *testing.T) {
 		{"string-mapping.yml", `line 3: field etcd.username: expected a string, got a mapping`},
 		{"bad-endpoint-port.yml", `etcd.endpoints[0] (--etcd.endpoints): "http://127.0.0.1:99999" has port "99999": expected a number from 1 to 65535, such as "http://127.0.0.1:2379"`},
 		{"bad-listen-port.yml", `web.listen_addresses[0] (--web.listen-address): "127.0.0.1:70000" has port "70000": expected a number from 0 to 65535, such as ":12379"`},
+		{"bad-telemetry-path.yml", `web.telemetry_path (--web.telemetry-path): "metrics" is not a URL path of segments of letters, digits, ".", "_", "~" or "-", starting with "/" (expected, for example, "/metrics")`},
+		{"telemetry-path-wildcard.yml", `web.telemetry_path (--web.telemetry-path): "/metrics/{name}" is not a URL path of segments of letters, digits, ".", "_", "~" or "-", starting with "/" (expected, for example, "/metrics")`},
+		{"telemetry-path-root.yml", `web.telemetry_path (--web.telemetry-path): "/" is the landing page; pick a path of its own, such as "/metrics"`},
+		{"telemetry-path-readyz.yml", `web.telemetry_path (--web.telemetry-path): "/readyz" is the agent's readiness endpoint; pick another path, such as "/metrics"`},
+		{"telemetry-path-debug.yml", `web.telemetry_path (--web.telemetry-path): "/debug/metrics" is under /debug/, where the agent serves traces and profiles; pick another path, such as "/metrics"`},
 		{"bad-prefix.yml", `etcd.key_prefix: "registry/" must start and end with "/" and name a key space of its own, such as "/etcdpulse/"`},
 	}
 	for _, c := range cases {

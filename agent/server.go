@@ -7,24 +7,46 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/activation"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
 )
 
-func newHandler(a *Agent) http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{
+// newMetricsHandler serves the registry; unless the exporter metrics are
+// off, it also counts its own requests on it (promhttp_metric_handler_*).
+func newMetricsHandler(reg *prometheus.Registry, disableExporterMetrics bool, logger *slog.Logger) http.Handler {
+	var h http.Handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		EnableOpenMetrics: true,
-		ErrorLog:          slog.NewLogLogger(a.logger.Handler(), slog.LevelError),
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelError),
 		ErrorHandling:     promhttp.ContinueOnError,
-	}))
+	})
+	if !disableExporterMetrics {
+		h = promhttp.InstrumentMetricHandler(reg, h)
+	}
+	return h
+}
+
+func newHandler(a *Agent) http.Handler {
+	wc := a.cfg.Web
+	mux := http.NewServeMux()
+	mux.Handle(wc.TelemetryPath, a.metrics)
 	// Recent probe spans, by name and latency, without any collector.
 	mux.Handle("/debug/tracez", a.tracez)
+	if wc.EnablePprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
@@ -40,11 +62,14 @@ func newHandler(a *Agent) http.Handler {
 		Description: "Health-monitoring agent for etcd: leader, quorum and member health, probed actively.",
 		Version:     version.Info(),
 		Links: []web.LandingLinks{
-			{Address: "/metrics", Text: "Metrics"},
+			{Address: wc.TelemetryPath, Text: "Metrics"},
 			{Address: "/healthz", Text: "Health", Description: "the agent is alive"},
 			{Address: "/readyz", Text: "Readiness", Description: "the first probe round is done"},
 			{Address: "/debug/tracez", Text: "Traces", Description: "recent probe spans (zpages)"},
 		},
+		// The page shows its box of /debug/pprof links unless told
+		// "false": only offer them where they are served.
+		Profiling: strconv.FormatBool(wc.EnablePprof),
 	})
 	if err == nil {
 		mux.Handle("/", landing)
@@ -72,10 +97,38 @@ func Listen(addresses []string) ([]net.Listener, error) {
 	return ls, nil
 }
 
+// SystemdListeners returns the sockets systemd passed to the process
+// (socket activation: LISTEN_PID, LISTEN_FDS and the descriptors from 3
+// on), the way exporter-toolkit takes them for --web.systemd-socket.
+func SystemdListeners() ([]net.Listener, error) {
+	ls, err := activation.Listeners()
+	if err != nil {
+		return nil, fmt.Errorf("--web.systemd-socket: %w", err)
+	}
+	var out []net.Listener
+	for _, l := range ls {
+		// A descriptor that is not a listening socket comes back nil.
+		if l != nil {
+			out = append(out, l)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("--web.systemd-socket: systemd passed no listening socket (LISTEN_FDS and LISTEN_PID unset or not for this process); start etcdpulse from a systemd .socket unit, or drop the flag to bind --web.listen-address")
+	}
+	return out, nil
+}
+
 // Serve serves h on the listeners, with TLS and authentication from an
 // exporter-toolkit web config file when one is given, until ctx is done.
 func Serve(ctx context.Context, ls []net.Listener, webConfigFile string, h http.Handler, logger *slog.Logger) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		// net/http reports what it cannot hand to a handler (a failed TLS
+		// handshake, a panic) here; without it those lines bypass the
+		// structured logger in Go's default log format.
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError),
+	}
 	flags := &web.FlagConfig{WebConfigFile: &webConfigFile, WebListenAddresses: new([]string), WebSystemdSocket: new(bool)}
 	for _, l := range ls {
 		*flags.WebListenAddresses = append(*flags.WebListenAddresses, l.Addr().String())

@@ -1,8 +1,9 @@
 // Package dashboards holds etcdpulse's Grafana dashboards, built in Go with
 // grafana-foundation-sdk and rendered to JSON. helpers.go has the shared
 // pieces (queries, default panels, variables, runbook links); each dashboard
-// has its own file. The rendered files are committed beside this one, and
-// the tests fail when they are stale, when a query does not parse or names
+// has its own file. The rendered files are committed in the json/
+// directory, which holds nothing else (a Kubernetes ConfigMap is made from
+// it as a whole), and the tests fail when they are stale, when a query does not parse or names
 // a metric that does not exist, or when a lint rule does not hold.
 package dashboards
 
@@ -29,6 +30,10 @@ func All() ([]dashboard.Dashboard, error) {
 	}
 	return out, nil
 }
+
+// Dir is where the rendered dashboards are committed, relative to this
+// package's directory: a directory of their own, without the Go files.
+const Dir = "json"
 
 // File is one dashboard rendered to JSON, with the name of the file it is
 // committed as: its UID and ".json".

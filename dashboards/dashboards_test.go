@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -120,20 +121,51 @@ func TestCommittedFilesAreCurrent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]bool{}
 	for _, f := range files {
-		want[f.Name] = true
-		if !golden.Matches(t, f.Name, f.JSON, *update) {
-			t.Errorf("dashboards/%s is stale: regenerate with go test ./dashboards -update, or make dashboards", f.Name)
+		path := filepath.Join(dashboards.Dir, f.Name)
+		if !golden.Matches(t, path, f.JSON, *update) {
+			t.Errorf("dashboards/%s is stale: regenerate with go test ./dashboards -update, or make dashboards", path)
 		}
 	}
-	committed, err := filepath.Glob("*.json")
+}
+
+// The JSON directory holds the rendered dashboards and nothing else, so
+// that `kubectl create configmap --from-file=dashboards/json/` (in
+// docs/dashboards.md) gives Grafana's sidecar only dashboards.
+func TestJSONDirHoldsOnlyDashboards(t *testing.T) {
+	files, err := dashboards.Files()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range committed {
-		if !want[name] {
-			t.Errorf("dashboards/%s is not rendered by the code: remove it", name)
+	want := map[string]bool{}
+	for _, f := range files {
+		want[f.Name] = true
+	}
+	entries, err := os.ReadDir(dashboards.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) == 0 {
+		t.Fatalf("dashboards/%s is empty", dashboards.Dir)
+	}
+	for _, e := range entries {
+		path := filepath.Join(dashboards.Dir, e.Name())
+		switch {
+		case !e.Type().IsRegular():
+			t.Errorf("dashboards/%s is not a regular file: only dashboards belong there", path)
+		case filepath.Ext(e.Name()) != ".json":
+			t.Errorf("dashboards/%s is not a .json dashboard: move it out of %s/", path, dashboards.Dir)
+		case !want[e.Name()]:
+			t.Errorf("dashboards/%s is not rendered by the code: remove it", path)
+		default:
+			raw, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b board
+			if err := json.Unmarshal(raw, &b); err != nil || b.UID+".json" != e.Name() || b.Title == "" {
+				t.Errorf("dashboards/%s is not a Grafana dashboard with UID %s and a title (decode error: %v)", path, strings.TrimSuffix(e.Name(), ".json"), err)
+			}
 		}
 	}
 }

@@ -8,13 +8,14 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/common/version"
+
+	"github.com/etcdpulse/etcdpulse/internal/buildinfo"
 )
 
-func init() {
-	if version.Version == "" {
-		version.Version = "0.1.0-dev"
-	}
-}
+// Before anything reads the version (the agents' etcdpulse_build_info is
+// labelled when they are built): what the build did not stamp with -ldflags
+// comes from the VERSION file and Go's build info.
+func init() { buildinfo.Stamp() }
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -24,7 +25,10 @@ func main() {
 // process exit code: 0, 1 for a configuration or runtime error, 2 for bad
 // usage.
 func run(args []string, stdout, stderr io.Writer) int {
-	app := kingpin.New("etcdpulse", "Health-monitoring agent for etcd: probes a member and its cluster and exports Prometheus metrics.")
+	app := kingpin.New("etcdpulse", "Health-monitoring agent for etcd: probes a member and its cluster and exports Prometheus metrics.\n\n"+
+		// The flags of the default command are not in this help: say where.
+		"Without a command, etcdpulse runs the agent (run). To see its flags:\n\n"+
+		"  etcdpulse run --help")
 	app.Version(version.Print("etcdpulse"))
 	app.HelpFlag.Short('h')
 	app.UsageWriter(stdout)

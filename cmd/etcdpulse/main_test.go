@@ -8,7 +8,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"reflect"
 	"regexp"
+	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,6 +20,8 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/etcdpulse/etcdpulse/agent"
 )
 
 func runCmd(args ...string) (code int, stdout, stderr string) {
@@ -51,6 +56,8 @@ func TestConfigCheck(t *testing.T) {
 			"etcdpulse: invalid configuration:\n  web.listen_addresses[0] (--web.listen-address): cannot listen on 192.0.2.1:12379: bind: cannot assign requested address\n"},
 		{[]string{"run", "--config.file", "../../agent/testdata/config/bad-int.yml", "--config.check"}, 1,
 			"etcdpulse: invalid configuration:\n  --config.file ../../agent/testdata/config/bad-int.yml: line 2: field disk.syncs: expected an integer, got \"many\"\n"},
+		{[]string{"run", "--web.telemetry-path", "/healthz", "--config.check"}, 1,
+			"etcdpulse: invalid configuration:\n  web.telemetry_path (--web.telemetry-path): \"/healthz\" is the agent's health endpoint; pick another path, such as \"/metrics\"\n"},
 		{[]string{"run", "--no-such-flag"}, 2, "etcdpulse: unknown long flag '--no-such-flag'\n"},
 	}
 	for _, c := range cases {
@@ -105,6 +112,57 @@ func TestFlagsOverrideFile(t *testing.T) {
 	}
 	if cfg.Log.Level != "debug" {
 		t.Errorf("log level = %s, want the file's debug", cfg.Log.Level)
+	}
+}
+
+// The web flags, exporter-toolkit's included, override the file's web
+// section one by one, like every other flag.
+func TestWebFlagsOverrideFile(t *testing.T) {
+	path := t.TempDir() + "/c.yml"
+	file := "web:\n  listen_addresses: [\"127.0.0.1:9001\"]\n  telemetry_path: /from-file\n  enable_pprof: true\n  disable_exporter_metrics: true\n"
+	if err := os.WriteFile(path, []byte(file), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	parse := func(args ...string) agent.WebConfig {
+		t.Helper()
+		app := kingpin.New("etcdpulse", "")
+		_, f := addRunCommand(app)
+		if _, err := app.Parse(append([]string{"run", "--config.file", path}, args...)); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := f.config()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg.Web
+	}
+	if got := parse(); !slices.Equal(got.ListenAddresses, []string{"127.0.0.1:9001"}) || got.TelemetryPath != "/from-file" || !got.EnablePprof || !got.DisableExporterMetrics || got.SystemdSocket {
+		t.Errorf("without flags: %+v, want the file's values", got)
+	}
+	args := []string{"--web.listen-address", "127.0.0.1:9002", "--web.listen-address", "127.0.0.1:9003",
+		"--web.telemetry-path", "/from-flag", "--no-web.enable-pprof"}
+	want := agent.WebConfig{
+		ListenAddresses: []string{"127.0.0.1:9002", "127.0.0.1:9003"},
+		TelemetryPath:   "/from-flag",
+		// Not given as a flag: the file's.
+		DisableExporterMetrics: true,
+	}
+	if runtime.GOOS == "linux" { // the only platform with the flag
+		args = append(args, "--web.systemd-socket")
+		want.SystemdSocket = true
+	}
+	got := parse(args...)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("with flags: %+v\nwant %+v", got, want)
+	}
+}
+
+// --web.systemd-socket without sockets from systemd is a clear error.
+func TestSystemdSocketMissing(t *testing.T) {
+	code, _, errOut := runCmd("run", "--web.systemd-socket", "--etcd.endpoints", "http://127.0.0.1:1", "--etcd.process-name", "")
+	want := "etcdpulse: --web.systemd-socket: systemd passed no listening socket (LISTEN_FDS and LISTEN_PID unset or not for this process); start etcdpulse from a systemd .socket unit, or drop the flag to bind --web.listen-address\n"
+	if code != 1 || errOut != want {
+		t.Errorf("exit %d, stderr %q; want exit 1, %q", code, errOut, want)
 	}
 }
 

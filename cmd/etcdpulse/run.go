@@ -18,6 +18,8 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/common/promslog"
 	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
@@ -26,22 +28,27 @@ import (
 )
 
 type flagValues struct {
-	configFile    string
-	configCheck   bool
-	endpoints     []string
-	cacert        string
-	cert          string
-	key           string
-	listen        []string
-	webConfigFile string
-	logLevel      string
-	logFormat     string
-	dataDir       string
-	walDir        string
-	probeDir      string
-	metricsURL    string
-	pidFile       string
-	processName   string
+	configFile  string
+	configCheck bool
+	endpoints   []string
+	cacert      string
+	cert        string
+	key         string
+	// web holds the flags exporter-toolkit's kingpinflag defines:
+	// --web.listen-address, --web.config.file and (on Linux)
+	// --web.systemd-socket.
+	web                    *web.FlagConfig
+	telemetryPath          string
+	disableExporterMetrics bool
+	enablePprof            bool
+	logLevel               string
+	logFormat              string
+	dataDir                string
+	walDir                 string
+	probeDir               string
+	metricsURL             string
+	pidFile                string
+	processName            string
 
 	set map[string]*bool
 }
@@ -61,8 +68,18 @@ func addRunCommand(app *kingpin.Application) (*kingpin.CmdClause, *flagValues) {
 	flag("etcd.cacert", "CA bundle to verify etcd's server certificate.").StringVar(&f.cacert)
 	flag("etcd.cert", "Client certificate for etcd.").StringVar(&f.cert)
 	flag("etcd.key", "Key of the client certificate for etcd.").StringVar(&f.key)
-	flag("web.listen-address", "Address to serve metrics on; repeatable.").Default(agent.DefaultListenAddress).StringsVar(&f.listen)
-	flag("web.config.file", "exporter-toolkit web configuration file for TLS and authentication.").StringVar(&f.webConfigFile)
+	// The web flags every Prometheus exporter has, from the helper that
+	// defines them for all of them.
+	f.web = kingpinflag.AddFlags(cmd, agent.DefaultListenAddress)
+	for _, name := range []string{"web.listen-address", "web.config.file", "web.systemd-socket"} {
+		f.set[name] = new(bool)
+		if fc := cmd.GetFlag(name); fc != nil { // web.systemd-socket is Linux only
+			fc.IsSetByUser(f.set[name])
+		}
+	}
+	flag("web.telemetry-path", "Path under which to expose metrics.").Default(agent.DefaultTelemetryPath).StringVar(&f.telemetryPath)
+	flag("web.disable-exporter-metrics", "Exclude the agent's own metrics about itself (go_*, process_*, promhttp_*).").BoolVar(&f.disableExporterMetrics)
+	flag("web.enable-pprof", "Serve Go's runtime profiles of the agent under /debug/pprof/ (off by default).").BoolVar(&f.enablePprof)
 	flag("log.level", "Only log messages with the given severity or above: debug, info, warn, error.").Default("info").StringVar(&f.logLevel)
 	flag("log.format", "Output format of log messages: logfmt, json.").Default("logfmt").StringVar(&f.logFormat)
 	flag("etcd.data-dir", "The member's data directory (etcd's --data-dir), for the fsync probe and the host collector.").Default(agent.DefaultDataDir).StringVar(&f.dataDir)
@@ -85,20 +102,24 @@ func (f *flagValues) config() (agent.Config, error) {
 	}
 	// Each flag the user set overrides its field of the file.
 	overrides := map[string]func(){
-		"etcd.endpoints":     func() { cfg.Etcd.Endpoints = splitList(f.endpoints) },
-		"etcd.cacert":        func() { cfg.Etcd.TLS.CAFile = f.cacert },
-		"etcd.cert":          func() { cfg.Etcd.TLS.CertFile = f.cert },
-		"etcd.key":           func() { cfg.Etcd.TLS.KeyFile = f.key },
-		"web.listen-address": func() { cfg.Web.ListenAddresses = f.listen },
-		"web.config.file":    func() { cfg.Web.ConfigFile = f.webConfigFile },
-		"log.level":          func() { cfg.Log.Level = f.logLevel },
-		"log.format":         func() { cfg.Log.Format = f.logFormat },
-		"etcd.data-dir":      func() { cfg.Etcd.DataDir = f.dataDir },
-		"etcd.wal-dir":       func() { cfg.Etcd.WALDir = f.walDir },
-		"disk.probe-dir":     func() { cfg.Disk.ProbeDir = f.probeDir },
-		"etcd.metrics-url":   func() { cfg.Etcd.MetricsURL = f.metricsURL },
-		"etcd.pid-file":      func() { cfg.Host.PIDFile = f.pidFile },
-		"etcd.process-name":  func() { cfg.Host.ProcessName = f.processName },
+		"etcd.endpoints":               func() { cfg.Etcd.Endpoints = splitList(f.endpoints) },
+		"etcd.cacert":                  func() { cfg.Etcd.TLS.CAFile = f.cacert },
+		"etcd.cert":                    func() { cfg.Etcd.TLS.CertFile = f.cert },
+		"etcd.key":                     func() { cfg.Etcd.TLS.KeyFile = f.key },
+		"web.listen-address":           func() { cfg.Web.ListenAddresses = *f.web.WebListenAddresses },
+		"web.config.file":              func() { cfg.Web.ConfigFile = *f.web.WebConfigFile },
+		"web.systemd-socket":           func() { cfg.Web.SystemdSocket = *f.web.WebSystemdSocket },
+		"web.telemetry-path":           func() { cfg.Web.TelemetryPath = f.telemetryPath },
+		"web.disable-exporter-metrics": func() { cfg.Web.DisableExporterMetrics = f.disableExporterMetrics },
+		"web.enable-pprof":             func() { cfg.Web.EnablePprof = f.enablePprof },
+		"log.level":                    func() { cfg.Log.Level = f.logLevel },
+		"log.format":                   func() { cfg.Log.Format = f.logFormat },
+		"etcd.data-dir":                func() { cfg.Etcd.DataDir = f.dataDir },
+		"etcd.wal-dir":                 func() { cfg.Etcd.WALDir = f.walDir },
+		"disk.probe-dir":               func() { cfg.Disk.ProbeDir = f.probeDir },
+		"etcd.metrics-url":             func() { cfg.Etcd.MetricsURL = f.metricsURL },
+		"etcd.pid-file":                func() { cfg.Host.PIDFile = f.pidFile },
+		"etcd.process-name":            func() { cfg.Host.ProcessName = f.processName },
 	}
 	for name, apply := range overrides {
 		if *f.set[name] {
@@ -148,10 +169,15 @@ func runAgent(f *flagValues, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if f.configCheck {
+		if cfg.Web.SystemdSocket {
+			// The sockets are systemd's to bind, when it starts the agent.
+			fmt.Fprintln(stdout, "configuration is valid")
+			return 0
+		}
 		return checkListen(cfg.Web.ListenAddresses, stdout, stderr)
 	}
 	running.Store(a)
-	ls, err := agent.Listen(cfg.Web.ListenAddresses)
+	ls, err := listeners(cfg.Web)
 	if err != nil {
 		fmt.Fprintf(stderr, "etcdpulse: %v\n", err)
 		return 1
@@ -177,9 +203,6 @@ func runAgent(f *flagValues, stdout, stderr io.Writer) int {
 func checkListen(addrs []string, stdout, stderr io.Writer) int {
 	var errs []string
 	for i, addr := range addrs {
-		if strings.HasPrefix(addr, "vsock://") {
-			continue
-		}
 		l, err := net.Listen("tcp", addr)
 		switch {
 		case err == nil:
@@ -196,6 +219,15 @@ func checkListen(addrs []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout, "configuration is valid")
 	return 0
+}
+
+// listeners binds the listen addresses, or takes the sockets systemd passed
+// (socket activation) with --web.systemd-socket.
+func listeners(c agent.WebConfig) ([]net.Listener, error) {
+	if c.SystemdSocket {
+		return agent.SystemdListeners()
+	}
+	return agent.Listen(c.ListenAddresses)
 }
 
 // newTracing builds the tracer provider from the OTEL_* environment. The
