@@ -555,6 +555,12 @@ func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
 func (l *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return l }
 func (l *logRecorder) WithGroup(string) slog.Handler      { return l }
 
+func (l *logRecorder) records() []slog.Record {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.recs)
+}
+
 func (l *logRecorder) count(level slog.Level, substr string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
