@@ -49,6 +49,7 @@ func TestConfigErrors(t *testing.T) {
 		{"bad-bool.yml", `line 2: field disk.enabled: expected true or false, got "yes please"`},
 		{"string-mapping.yml", `line 3: field etcd.username: expected a string, got a mapping`},
 		{"bad-endpoint-port.yml", `etcd.endpoints[0] (--etcd.endpoints): "http://127.0.0.1:99999" has port "99999": expected a number from 1 to 65535, such as "http://127.0.0.1:2379"`},
+		{"vsock-listen.yml", `web.listen_addresses[0] (--web.listen-address): "vsock://3:12379": vsock addresses are not supported; give host:port, such as ":12379"`},
 		{"bad-listen-port.yml", `web.listen_addresses[0] (--web.listen-address): "127.0.0.1:70000" has port "70000": expected a number from 0 to 65535, such as ":12379"`},
 		{"bad-telemetry-path.yml", `web.telemetry_path (--web.telemetry-path): "metrics" is not a URL path of segments of letters, digits, ".", "_", "~" or "-", starting with "/" (expected, for example, "/metrics")`},
 		{"telemetry-path-wildcard.yml", `web.telemetry_path (--web.telemetry-path): "/metrics/{name}" is not a URL path of segments of letters, digits, ".", "_", "~" or "-", starting with "/" (expected, for example, "/metrics")`},

@@ -87,10 +87,7 @@ func Listen(addresses []string) ([]net.Listener, error) {
 			for _, l := range ls {
 				l.Close()
 			}
-			if errors.Is(err, syscall.EADDRINUSE) {
-				return nil, fmt.Errorf("--web.listen-address %s: the port is already in use by another process; pick another address", addr)
-			}
-			return nil, fmt.Errorf("--web.listen-address %s: %w", addr, err)
+			return nil, &ListenError{Addr: addr, Err: err}
 		}
 		ls = append(ls, l)
 	}
@@ -117,6 +114,26 @@ func SystemdListeners() ([]net.Listener, error) {
 	}
 	return out, nil
 }
+
+// ListenError is an address Listen could not bind. Its message names
+// --web.listen-address, the run command's flag; a command whose flags
+// differ (the demo's --web.port) words its own from Addr and InUse.
+type ListenError struct {
+	Addr string
+	Err  error
+}
+
+// InUse reports whether another process holds the port.
+func (e *ListenError) InUse() bool { return errors.Is(e.Err, syscall.EADDRINUSE) }
+
+func (e *ListenError) Error() string {
+	if e.InUse() {
+		return fmt.Sprintf("--web.listen-address %s: the port is already in use by another process; pick another address", e.Addr)
+	}
+	return fmt.Sprintf("--web.listen-address %s: %v", e.Addr, e.Err)
+}
+
+func (e *ListenError) Unwrap() error { return e.Err }
 
 // Serve serves h on the listeners, with TLS and authentication from an
 // exporter-toolkit web config file when one is given, until ctx is done.

@@ -69,13 +69,27 @@ const fsyncGrace = 200 * time.Millisecond
 // like C and fio (docs/benchmarks.md).
 const fsyncYieldEvery = time.Millisecond
 
-// Probe files are named fsyncFilePrefix + pid-sequence + fsyncFileSuffix;
-// files matching the pattern in the probe directory are the probe's own and
-// are swept at start.
+// Probe files are named fsyncFilePrefix + pid-token-sequence +
+// fsyncFileSuffix. The token is random per probe: agents that share a probe
+// directory and a PID (several agents in one process, as in the demo, or
+// agents in containers, each PID 1) still never pick the same name. A probe
+// holds an exclusive flock on its file while it is open, so a file matching
+// the pattern that nobody holds locked is a leftover of a probe that died
+// mid-round (the kernel drops a dead process's locks), and is swept at
+// start; a locked one belongs to a live probe and is left alone.
 const (
 	fsyncFilePrefix = "etcdpulse-fsync-"
 	fsyncFileSuffix = ".tmp"
 )
+
+// fsyncCreateAttempts bounds the names a round tries: a name is only taken
+// again when a starting agent's sweep caught the file between its creation
+// and its lock, or when a token is drawn twice.
+const fsyncCreateAttempts = 3
+
+// errFileTaken marks a probe file that was swept between its creation and
+// its lock; the round creates another one.
+var errFileTaken = errors.New("the new probe file was taken by another agent's sweep")
 
 // Filesystem magic numbers (statfs f_type) the probe refuses.
 const (
@@ -119,9 +133,15 @@ func fsName(fsType int64) string {
 // fsyncFS is the narrow view of the file system the fsync probe works
 // through; tests inject slow and hung syncs behind it.
 type fsyncFS interface {
-	// Create creates path exclusively and preallocates size bytes.
+	// Create creates path exclusively, locks it (flock) for as long as it
+	// is open and preallocates size bytes. It returns an error wrapping
+	// errFileTaken when a sweep removed or locked the file before Create
+	// locked it.
 	Create(path string, size int64) (syncFile, error)
 	Remove(path string) error
+	// RemoveUnlocked removes path unless a live probe holds it locked, and
+	// reports whether it did.
+	RemoveUnlocked(path string) (bool, error)
 	Statfs(path string) (fsStat, error)
 	// Device returns the device number (st_dev) of path.
 	Device(path string) (uint64, error)
@@ -187,10 +207,13 @@ type FsyncState struct {
 // single-flight: while one of its operations is outstanding (a hung disk
 // cannot be interrupted), no new round starts and State reports it.
 type FsyncProbe struct {
-	opts    FsyncOptions
-	fs      fsyncFS
-	logger  *slog.Logger
-	buf     []byte
+	opts   FsyncOptions
+	fs     fsyncFS
+	logger *slog.Logger
+	buf    []byte
+	// token makes this probe's file names its own; only the round's
+	// goroutine uses it, one round at a time.
+	token   string
 	seq     atomic.Uint64
 	written atomic.Uint64
 	// yieldEvery is fsyncYieldEvery; BenchmarkFsyncYield turns it off
@@ -221,8 +244,12 @@ func newFsyncProbe(opts FsyncOptions, fsys fsyncFS) *FsyncProbe {
 	buf := make([]byte, max(opts.WriteSize, 0))
 	r := rand.NewChaCha8([32]byte{'e', 't', 'c', 'd', 'p', 'u', 'l', 's', 'e'})
 	_, _ = r.Read(buf)
-	return &FsyncProbe{opts: opts, fs: fsys, logger: logger.With("probe", ProbeFsync), buf: buf, yieldEvery: fsyncYieldEvery}
+	return &FsyncProbe{opts: opts, fs: fsys, logger: logger.With("probe", ProbeFsync), buf: buf, token: newFsyncToken(), yieldEvery: fsyncYieldEvery}
 }
+
+// newFsyncToken returns 64 random bits in hex. math/rand/v2's generator is
+// seeded from the OS per process, so tokens differ across processes too.
+func newFsyncToken() string { return fmt.Sprintf("%016x", rand.Uint64()) }
 
 // Name implements Probe.
 func (p *FsyncProbe) Name() string { return ProbeFsync }
@@ -312,12 +339,8 @@ func (p *FsyncProbe) round(ctx context.Context) (ds []time.Duration, err error) 
 		return nil, err
 	}
 	p.sweep()
-	path := filepath.Join(p.opts.Dir, fmt.Sprintf("%s%d-%d%s", fsyncFilePrefix, os.Getpid(), p.seq.Add(1), fsyncFileSuffix))
-	var f syncFile
-	if _, err := p.io("create", func() (err error) {
-		f, err = p.fs.Create(path, p.opts.FileSize)
-		return err
-	}); err != nil {
+	path, f, err := p.create()
+	if err != nil {
 		reason := RefusedError
 		if errors.Is(err, errNoSpace) {
 			reason = RefusedNoSpace
@@ -371,6 +394,27 @@ func (p *FsyncProbe) round(ctx context.Context) (ds []time.Duration, err error) 
 	return ds, nil
 }
 
+// create creates the round's file under a name of this probe's own. A
+// name already taken draws a new token: a file of another probe is never
+// opened, let alone removed.
+func (p *FsyncProbe) create() (path string, f syncFile, err error) {
+	for range fsyncCreateAttempts {
+		path = filepath.Join(p.opts.Dir, fmt.Sprintf("%s%d-%s-%d%s", fsyncFilePrefix, os.Getpid(), p.token, p.seq.Add(1), fsyncFileSuffix))
+		_, err = p.io("create", func() (err error) {
+			f, err = p.fs.Create(path, p.opts.FileSize)
+			return err
+		})
+		if err == nil {
+			return path, f, nil
+		}
+		if !errors.Is(err, fs.ErrExist) && !errors.Is(err, errFileTaken) {
+			break
+		}
+		p.token = newFsyncToken()
+	}
+	return "", nil, err
+}
+
 // syncs is the number of syncs in a round: never more than the file holds.
 func (p *FsyncProbe) syncs() int {
 	n := p.opts.Syncs
@@ -406,7 +450,7 @@ func (p *FsyncProbe) cleanup(f syncFile, path string) error {
 	_, cerr := p.io("close", f.Close)
 	_, rerr := p.io("unlink", func() error { return p.fs.Remove(path) })
 	if errors.Is(rerr, fs.ErrNotExist) {
-		rerr = nil // swept by another agent sharing the directory
+		rerr = nil // swept, once closed, by an agent starting beside this one
 	}
 	if rerr != nil {
 		p.mu.Lock()
@@ -420,27 +464,39 @@ func (p *FsyncProbe) cleanup(f syncFile, path string) error {
 	return nil
 }
 
-// sweep removes probe files left by an earlier agent (killed mid-round) at
-// the first round that may measure, and a file whose removal failed since.
-// A file of another agent sharing the directory may go too: that agent's
-// open file stays valid, and its own unlink then finds nothing.
+// sweep removes, at the first round that may measure, the probe files left
+// by probes that died mid-round (an agent killed, in this process or
+// another), and at later rounds a file of this probe whose removal failed.
+// The files of live probes sharing the directory are locked and stay.
 func (p *FsyncProbe) sweep() {
 	p.mu.Lock()
 	swept, leftover := p.swept, p.leftover
 	p.swept, p.leftover = true, ""
 	p.mu.Unlock()
-	var stale []string
-	if !swept {
-		stale, _ = filepath.Glob(filepath.Join(p.opts.Dir, fsyncFilePrefix+"*"+fsyncFileSuffix))
-	} else if leftover != "" {
-		stale = []string{leftover}
-	}
-	for _, path := range stale {
-		if _, err := p.io("unlink", func() error { return p.fs.Remove(path) }); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			p.logger.Warn("fsync probe: cannot remove a stale probe file", "path", path, "err", err)
-			continue
+	if leftover != "" {
+		// Closed already, so unlocked: this probe's own.
+		if _, err := p.io("unlink", func() error { return p.fs.Remove(leftover) }); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			p.logger.Warn("fsync probe: cannot remove a stale probe file", "path", leftover, "err", err)
 		}
-		p.logger.Info("fsync probe: removed a stale probe file", "path", path)
+	}
+	if swept {
+		return
+	}
+	stale, _ := filepath.Glob(filepath.Join(p.opts.Dir, fsyncFilePrefix+"*"+fsyncFileSuffix))
+	for _, path := range stale {
+		var removed bool
+		_, err := p.io("unlink", func() (err error) {
+			removed, err = p.fs.RemoveUnlocked(path)
+			return err
+		})
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			// Its probe removed it since the glob.
+		case err != nil:
+			p.logger.Warn("fsync probe: cannot remove a stale probe file", "path", path, "err", err)
+		case removed:
+			p.logger.Info("fsync probe: removed a stale probe file", "path", path)
+		}
 	}
 }
 

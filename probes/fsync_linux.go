@@ -11,12 +11,17 @@ import (
 // osFS is the real file system, used the way etcd's WAL uses it.
 type osFS struct{}
 
-// Create opens a new file and preallocates it with fallocate(mode 0), as
-// etcd preallocates a WAL segment (fileutil.Preallocate with extendFile),
-// falling back to ftruncate where fallocate is not supported, as etcd does.
+// Create opens a new file, locks it, and preallocates it with
+// fallocate(mode 0), as etcd preallocates a WAL segment
+// (fileutil.Preallocate with extendFile), falling back to ftruncate where
+// fallocate is not supported, as etcd does.
 func (osFS) Create(path string, size int64) (syncFile, error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
+		return nil, err
+	}
+	if err := lockNew(f, path); err != nil {
+		f.Close()
 		return nil, err
 	}
 	if err := preallocate(f, size); err != nil {
@@ -28,6 +33,53 @@ func (osFS) Create(path string, size int64) (syncFile, error) {
 		return nil, fmt.Errorf("fallocate %d bytes for %s: %w", size, path, err)
 	}
 	return osFile{f}, nil
+}
+
+// lockNew takes the flock that marks a new probe file as live, for as long
+// as f is open. A sweep may catch the file in the instant between its
+// creation and the lock: it then holds the lock itself, or has removed the
+// file, and the probe makes another one.
+func lockNew(f *os.File, path string) error {
+	err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	switch {
+	case errors.Is(err, unix.EWOULDBLOCK):
+		return fmt.Errorf("lock %s: %w", path, errFileTaken)
+	case err != nil:
+		// A filesystem without flock (some network filesystems): measure
+		// all the same; a starting agent's sweep may then remove the file
+		// while it is open, which the probe's own unlink tolerates.
+		return nil
+	}
+	var open, named unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &open); err != nil {
+		return &os.PathError{Op: "fstat", Path: path, Err: err}
+	}
+	if err := unix.Stat(path, &named); err != nil || named.Dev != open.Dev || named.Ino != open.Ino {
+		return fmt.Errorf("lock %s: %w", path, errFileTaken)
+	}
+	return nil
+}
+
+// RemoveUnlocked removes a probe file unless a live probe holds its flock.
+// It removes the file while holding the lock itself, so that a probe that
+// created the file an instant before cannot lock it and measure on it.
+func (osFS) RemoveUnlocked(path string) (bool, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	switch err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); {
+	case errors.Is(err, unix.EWOULDBLOCK):
+		return false, nil
+	case err != nil:
+		// Without locks, a live file cannot be told from a stale one.
+		return false, &os.PathError{Op: "flock", Path: path, Err: err}
+	}
+	if err := os.Remove(path); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 func preallocate(f *os.File, size int64) error {

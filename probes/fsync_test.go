@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -41,12 +42,15 @@ func TestClassifyFS(t *testing.T) {
 }
 
 // A round on a real disk: one fresh file, every sync timed, the file gone
-// afterwards, a stale file from an earlier agent swept, other files left.
+// afterwards, stale files from earlier agents swept (an older version's
+// name, and one of a dead agent with this process's PID, as a restarted
+// container's agent has), other files left.
 func TestFsyncMeasuresOnRealFiles(t *testing.T) {
 	d := newDirs(t, testenv.DiskDir(t))
 	stale := filepath.Join(d.probe, fsyncFilePrefix+"99-7"+fsyncFileSuffix)
+	samePID := filepath.Join(d.probe, fmt.Sprintf("%s%d-%s-3%s", fsyncFilePrefix, os.Getpid(), newFsyncToken(), fsyncFileSuffix))
 	other := filepath.Join(d.probe, "keep.txt")
-	for _, f := range []string{stale, other} {
+	for _, f := range []string{stale, samePID, other} {
 		if err := os.WriteFile(f, []byte("x"), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -84,6 +88,52 @@ func TestFsyncMeasuresOnRealFiles(t *testing.T) {
 	}
 	if got := names(t, d.probe); !slices.Equal(got, []string{"keep.txt"}) {
 		t.Errorf("probe directory holds %v after the round, want only keep.txt", got)
+	}
+}
+
+// Two probes on one directory in one process, as the agents of the demo's
+// members would share one: the second starts (and sweeps) while the first
+// has its file open, and both measure. The live file is left alone.
+func TestFsyncSharedDirectory(t *testing.T) {
+	d := newDirs(t, testenv.DiskDir(t))
+	gate := newGate(1) // the first probe's untimed sync of its new file
+	first := newFsyncProbe(d.opts(16, 2300, 1<<20, nil), &hookFS{gate: gate})
+	second := newFsyncProbe(d.opts(16, 2300, 1<<20, nil), &hookFS{})
+	defer gate.release()
+
+	type result struct {
+		ds  []time.Duration
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		ds, err := first.Measure(deadline(t))
+		done <- result{ds, err}
+	}()
+	gate.waitEntered(t)
+	held := names(t, d.probe)
+	if len(held) != 1 {
+		t.Fatalf("probe directory holds %v while the first probe syncs, want its one file", held)
+	}
+	ds, err := second.Measure(deadline(t))
+	if err != nil || len(ds) != 16 {
+		t.Fatalf("second probe: %d syncs, error %v; want 16 and none", len(ds), err)
+	}
+	if got := names(t, d.probe); !slices.Equal(got, held) {
+		t.Errorf("after the second probe's round the directory holds %v, want the first probe's live file %v", got, held)
+	}
+	gate.release()
+	r := <-done
+	if r.err != nil || len(r.ds) != 16 {
+		t.Fatalf("first probe: %d syncs, error %v; want 16 and none", len(r.ds), r.err)
+	}
+	for i, p := range []*FsyncProbe{first, second} {
+		if st := p.State(); st.Refused != "" {
+			t.Errorf("probe %d refused: %+v", i, st)
+		}
+	}
+	if got := names(t, d.probe); len(got) != 0 {
+		t.Errorf("probe directory holds %v after both rounds", got)
 	}
 }
 
@@ -399,8 +449,10 @@ func histCount(t *testing.T, h prometheus.Histogram) uint64 {
 // that holds one sync, and counts.
 type hookFS struct {
 	osFS
-	statfs     func(fsStat) fsStat
-	gate       *gate
+	statfs func(fsStat) fsStat
+	gate   *gate
+	// failCreate, when set, runs before each creation; an error fails it.
+	failCreate func(path string) error
 	syncs      atomic.Int32
 	maxWritten atomic.Int64
 	mu         sync.Mutex
@@ -408,6 +460,11 @@ type hookFS struct {
 }
 
 func (h *hookFS) Create(path string, size int64) (syncFile, error) {
+	if h.failCreate != nil {
+		if err := h.failCreate(path); err != nil {
+			return nil, err
+		}
+	}
 	f, err := h.osFS.Create(path, size)
 	if err != nil {
 		return nil, err
@@ -497,6 +554,12 @@ func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
 }
 func (l *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return l }
 func (l *logRecorder) WithGroup(string) slog.Handler      { return l }
+
+func (l *logRecorder) records() []slog.Record {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.recs)
+}
 
 func (l *logRecorder) count(level slog.Level, substr string) int {
 	l.mu.Lock()

@@ -395,6 +395,10 @@ func logChanges(log *slog.Logger, prev, v View) {
 		switch {
 		case v.FaultTolerance < 0:
 			log.Error("quorum lost", "healthy_voters", v.HealthyVoters, "voters", v.Voters, "quorum", v.QuorumSize)
+		case v.FaultTolerance == 0 && v.Voters < 3:
+			// One or two voters never tolerate a failure: that is the
+			// cluster's design, not a risk (the alert rules skip it too).
+			log.Info("fault tolerance 0: a cluster of fewer than 3 voting members survives no member failure", "healthy_voters", v.HealthyVoters, "voters", v.Voters)
 		case v.FaultTolerance == 0:
 			log.Warn("quorum at risk: one more failure loses it", "healthy_voters", v.HealthyVoters, "voters", v.Voters)
 		default:

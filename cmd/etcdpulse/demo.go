@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -9,17 +10,18 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/mattn/go-isatty"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/etcdpulse/etcdpulse/agent"
+	"github.com/etcdpulse/etcdpulse/alerts"
 	"github.com/etcdpulse/etcdpulse/internal/demo"
-	"github.com/etcdpulse/etcdpulse/probes"
 )
 
 type demoValues struct {
@@ -30,37 +32,83 @@ type demoValues struct {
 	chaosDowntime  time.Duration
 	statusInterval time.Duration
 	promConfig     string
+	withPrometheus string
+	prometheusPort int
 	duration       time.Duration
 }
 
 func addDemoCommand(app *kingpin.Application) (*kingpin.CmdClause, *demoValues) {
 	f := &demoValues{}
 	cmd := app.Command("demo", "Run a 3-member etcd cluster in this process with one agent per member, and show what the agents see.")
-	cmd.Flag("web.host", "Loopback address the three agents serve on.").Default("127.0.0.1").StringVar(&f.host)
+	cmd.Flag("web.host", "Loopback address the three agents (and --with-prometheus) serve on.").Default("127.0.0.1").StringVar(&f.host)
 	cmd.Flag("web.port", "Port of the first agent; the others take the next two.").Default("12379").IntVar(&f.port)
 	cmd.Flag("chaos", "Periodically kill a member (every other time the leader) and restart it.").BoolVar(&f.chaos)
 	cmd.Flag("chaos.interval", "Time between two chaos faults.").Default("30s").DurationVar(&f.chaosInterval)
 	cmd.Flag("chaos.downtime", "How long a killed member stays down.").Default("10s").DurationVar(&f.chaosDowntime)
 	cmd.Flag("status.interval", "How often to print the status screen.").Default("2s").DurationVar(&f.statusInterval)
-	cmd.Flag("prometheus.config", "Where to write a Prometheus configuration that scrapes the three agents (default: in the demo's temporary directory).").StringVar(&f.promConfig)
+	cmd.Flag("prometheus.config", "Where to write a Prometheus configuration that scrapes the three agents; the alert rules go beside it as "+demo.RulesFileName+" (default: in the demo's temporary directory).").StringVar(&f.promConfig)
+	cmd.Flag("with-prometheus", "Also run the Prometheus server binary at PATH on that configuration, with its data in the demo's temporary directory, until the demo stops.").PlaceHolder("PATH").StringVar(&f.withPrometheus)
+	cmd.Flag("prometheus.port", "Port of the Prometheus that --with-prometheus starts, on --web.host.").Default("9090").IntVar(&f.prometheusPort)
 	cmd.Flag("duration", "Stop by itself after this long (0: run until Ctrl-C).").Default("0s").DurationVar(&f.duration)
 	return cmd, f
 }
 
-func runDemo(f *demoValues, stdout, stderr io.Writer) int {
+// validate checks the flags that need no I/O.
+func (f *demoValues) validate() error {
 	if ip := net.ParseIP(f.host); ip == nil || !ip.IsLoopback() {
-		fmt.Fprintf(stderr, "etcdpulse demo: --web.host %q must be a loopback address such as 127.0.0.1\n", f.host)
+		return fmt.Errorf("--web.host %q must be a loopback address such as 127.0.0.1", f.host)
+	}
+	if f.port < 1 || f.port > 65535-2 {
+		return fmt.Errorf("--web.port %d: expected a port from 1 to 65533 (the three agents take it and the next two)", f.port)
+	}
+	positive := []struct {
+		flag string
+		d    time.Duration
+		need bool
+	}{
+		{"--status.interval", f.statusInterval, true},
+		{"--chaos.interval", f.chaosInterval, f.chaos},
+		{"--chaos.downtime", f.chaosDowntime, f.chaos},
+	}
+	for _, p := range positive {
+		if p.need && p.d <= 0 {
+			return fmt.Errorf("%s %s: expected a positive duration such as 10s", p.flag, p.d)
+		}
+	}
+	if f.duration < 0 {
+		return fmt.Errorf("--duration %s: expected 0 (run until Ctrl-C) or a positive duration", f.duration)
+	}
+	if f.withPrometheus != "" {
+		if f.prometheusPort < 1 || f.prometheusPort > 65535 {
+			return fmt.Errorf("--prometheus.port %d: expected a port from 1 to 65535", f.prometheusPort)
+		}
+		if f.prometheusPort >= f.port && f.prometheusPort <= f.port+2 {
+			return fmt.Errorf("--prometheus.port %d is one of the agents' ports (--web.port %d and the next two): pick another port", f.prometheusPort, f.port)
+		}
+	}
+	return nil
+}
+
+// listenError words agent.Listen's error for the demo, whose agents'
+// addresses come from --web.port, not --web.listen-address.
+func (f *demoValues) listenError(err error) string {
+	var le *agent.ListenError
+	switch {
+	case errors.As(err, &le) && le.InUse():
+		return fmt.Sprintf("--web.port %d: %s is already in use by another process; pick another port (the three agents take --web.port and the next two)", f.port, le.Addr)
+	case errors.As(err, &le):
+		return fmt.Sprintf("--web.port %d: cannot listen on %s: %v", f.port, le.Addr, le.Err)
+	}
+	return fmt.Sprintf("--web.port %d: %v", f.port, err)
+}
+
+func runDemo(f *demoValues, stdout, stderr io.Writer) int {
+	fail := func(format string, args ...any) int {
+		fmt.Fprintf(stderr, "etcdpulse demo: "+format+"\n", args...)
 		return 1
 	}
-	var addrs []string
-	for i := range 3 {
-		addrs = append(addrs, net.JoinHostPort(f.host, fmt.Sprint(f.port+i)))
-	}
-	// Bind the agents' ports before starting etcd, so a taken port fails fast.
-	ls, err := agent.Listen(addrs)
-	if err != nil {
-		fmt.Fprintf(stderr, "etcdpulse demo: %v (use --web.port to move all three agents)\n", err)
-		return 1
+	if err := f.validate(); err != nil {
+		return fail("%v", err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -69,39 +117,85 @@ func runDemo(f *demoValues, stdout, stderr io.Writer) int {
 		ctx, cancel = context.WithTimeout(ctx, f.duration)
 		defer cancel()
 	}
-
-	dir, err := os.MkdirTemp("", "etcdpulse-demo-")
-	if err != nil {
-		fmt.Fprintf(stderr, "etcdpulse demo: %v\n", err)
-		return 1
+	// Check what can fail fast before starting etcd.
+	var promAddr string
+	if f.withPrometheus != "" {
+		if err := demo.CheckPrometheusBinary(ctx, f.withPrometheus); err != nil {
+			return fail("--with-prometheus: %v", err)
+		}
+		promAddr = net.JoinHostPort(f.host, strconv.Itoa(f.prometheusPort))
+		if err := demo.PortFree(promAddr); err != nil {
+			return fail("--prometheus.port %d: %v; pick another port", f.prometheusPort, err)
+		}
 	}
-	defer os.RemoveAll(dir)
-	fmt.Fprintf(stdout, "Starting a 3-member etcd cluster in %s ...\n", dir)
-	cluster, err := demo.StartCluster(ctx, dir, 3)
+	var addrs []string
+	for i := range 3 {
+		addrs = append(addrs, net.JoinHostPort(f.host, strconv.Itoa(f.port+i)))
+	}
+	ls, err := agent.Listen(addrs)
 	if err != nil {
-		fmt.Fprintf(stderr, "etcdpulse demo: %v\n", err)
+		return fail("%s", f.listenError(err))
+	}
+	// Serve closes each listener when it returns; this closes those never
+	// served when the demo fails on its way up.
+	defer func() {
 		for _, l := range ls {
 			l.Close()
 		}
-		return 1
+	}()
+
+	dir, err := os.MkdirTemp("", "etcdpulse-demo-")
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer os.RemoveAll(dir)
+	fmt.Fprint(stdout, fit(fmt.Sprintf("Starting a 3-member etcd cluster in %s ...", dir), statusWidth)+"\n")
+	cluster, err := demo.StartCluster(ctx, dir, 3)
+	if err != nil {
+		return fail("%v", err)
 	}
 	defer cluster.Close()
+	// The members run in this process: its PID is etcd's, for the agents'
+	// process metrics.
+	pidFile := filepath.Join(dir, "etcd.pid")
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		return fail("%v", err)
+	}
 
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	var agents []*agent.Agent
+	var tps []*sdktrace.TracerProvider
+	defer func() {
+		for _, tp := range tps {
+			_ = tp.Shutdown(context.Background())
+		}
+	}()
+	// Everything below runs until ctx ends or the demo fails; then it is
+	// stopped and waited for before the cluster closes.
+	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+
+	logger := slog.New(slog.DiscardHandler)
+	var agents []*agent.Agent
 	for i, m := range cluster.Members {
 		cfg := agent.DefaultConfig()
 		// The local member first; the others help while it is down.
 		cfg.Etcd.Endpoints = append([]string{m.ClientURL}, without(cluster.ClientURLs(), m.ClientURL)...)
+		cfg.Etcd.MetricsURL = m.MetricsURL
 		cfg.Web.ListenAddresses = []string{addrs[i]}
-		// The member's own data directory, so the fsync probe measures the
-		// demo's disk (it refuses, correctly, where the temp dir is tmpfs).
+		// The member's own data directory and a probe directory of its
+		// own beside it, as on separate nodes, so that the fsync probe
+		// measures the demo's disk (it refuses, correctly, where the temp
+		// dir is tmpfs).
 		cfg.Etcd.DataDir = m.Dir
-		a, err := agent.New(agent.Options{Config: cfg, Logger: logger})
+		cfg.Disk.ProbeDir = m.ProbeDir
+		cfg.Host.PIDFile = pidFile
+		// Spans stay in memory, with no exporter: /debug/tracez shows them.
+		tp := sdktrace.NewTracerProvider()
+		tps = append(tps, tp)
+		a, err := agent.New(agent.Options{Config: cfg, Logger: logger, TracerProvider: tp})
 		if err != nil {
-			fmt.Fprintf(stderr, "etcdpulse demo: %v\n", err)
-			return 1
+			return fail("%v", err)
 		}
 		agents = append(agents, a)
 		wg.Add(2)
@@ -113,32 +207,45 @@ func runDemo(f *demoValues, stdout, stderr io.Writer) int {
 	if promPath == "" {
 		promPath = filepath.Join(dir, "prometheus.yml")
 	}
-	if err := os.WriteFile(promPath, []byte(prometheusConfig(addrs)), 0o644); err != nil {
-		fmt.Fprintf(stderr, "etcdpulse demo: --prometheus.config: %v\n", err)
-		return 1
+	rules, err := alerts.RuleFile()
+	if err != nil {
+		return fail("%v", err)
+	}
+	if _, err := demo.WritePrometheusConfig(promPath, addrs, rules); err != nil {
+		return fail("--prometheus.config: %v", err)
+	}
+	var prom *demo.Prometheus
+	if f.withPrometheus != "" {
+		fmt.Fprintf(stdout, "Starting Prometheus on %s ...\n", promAddr)
+		prom, err = demo.StartPrometheus(ctx, demo.PrometheusOptions{Bin: f.withPrometheus, Config: promPath, Dir: dir, Addr: promAddr})
+		if err != nil {
+			return fail("--with-prometheus: %v", err)
+		}
+		defer prom.Stop()
 	}
 
 	events := newEventLog(6)
 	if f.chaos {
+		events.plan("fault", time.Now().Add(f.chaosInterval))
 		wg.Add(1)
 		go func() { defer wg.Done(); runChaos(ctx, cluster, f, events) }()
 	}
-	// The first screen waits for the first probe rounds.
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && !allReady(agents); {
+	// The first screen waits until every agent has probed every member.
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && !allReady(agents); {
 		time.Sleep(100 * time.Millisecond)
 	}
 	tty := false
 	if f, ok := stdout.(*os.File); ok {
 		tty = isatty.IsTerminal(f.Fd())
 	}
+	board := &statusBoard{cluster: cluster, agents: agents, addrs: addrs, promConfig: promPath, prom: prom, chaos: f.chaos, events: events}
 	tick := time.NewTicker(f.statusInterval)
 	defer tick.Stop()
 	for {
-		printStatus(stdout, tty, cluster, agents, addrs, promPath, f.chaos, events)
+		fmt.Fprint(stdout, board.screen(time.Now()).render(tty))
 		select {
 		case <-ctx.Done():
-			fmt.Fprintln(stdout, "\nStopping agents and etcd, removing", dir)
-			wg.Wait()
+			fmt.Fprint(stdout, "\n"+fit("Stopping agents and etcd, removing "+dir, statusWidth)+"\n")
 			return 0
 		case <-tick.C:
 		}
@@ -147,7 +254,7 @@ func runDemo(f *demoValues, stdout, stderr io.Writer) int {
 
 func allReady(agents []*agent.Agent) bool {
 	for _, a := range agents {
-		if !a.Ready() || !a.View().MembershipKnown {
+		if v := a.View(); !a.Ready() || !v.MembershipKnown || !v.HealthKnown {
 			return false
 		}
 	}
@@ -164,26 +271,13 @@ func without(list []string, drop string) []string {
 	return out
 }
 
-func prometheusConfig(addrs []string) string {
-	return fmt.Sprintf(`# Written by etcdpulse demo: scrapes the demo's three agents.
-# Run: prometheus --config.file=<this file>
-global:
-  scrape_interval: 15s
-  evaluation_interval: 15s
-scrape_configs:
-  - job_name: etcdpulse
-    scrape_interval: 5s
-    static_configs:
-      - targets: ['%s']
-        labels:
-          cluster: etcdpulse-demo
-`, strings.Join(addrs, "', '"))
-}
-
 // runChaos kills a member every interval, the leader every other time, and
 // restarts it after the downtime.
 func runChaos(ctx context.Context, c *demo.Cluster, f *demoValues, events *eventLog) {
 	for n := 0; ; n++ {
+		if n > 0 {
+			events.plan("fault", time.Now().Add(f.chaosInterval))
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -204,6 +298,7 @@ func runChaos(ctx context.Context, c *demo.Cluster, f *demoValues, events *event
 			victim, what = leader, "leader"
 		}
 		events.add("chaos: killing %s %s", what, victim.Name)
+		events.plan("restart of "+victim.Name, time.Now().Add(f.chaosDowntime))
 		victim.Kill()
 		select {
 		case <-ctx.Done():
@@ -218,10 +313,13 @@ func runChaos(ctx context.Context, c *demo.Cluster, f *demoValues, events *event
 	}
 }
 
+// eventLog keeps the last chaos events and the next one planned.
 type eventLog struct {
-	mu    sync.Mutex
-	max   int
-	lines []string
+	mu     sync.Mutex
+	max    int
+	lines  []string
+	next   string
+	nextAt time.Time
 }
 
 func newEventLog(n int) *eventLog { return &eventLog{max: n} }
@@ -235,90 +333,15 @@ func (e *eventLog) add(format string, args ...any) {
 	}
 }
 
-func (e *eventLog) list() []string {
+// plan records what chaos does next, and when.
+func (e *eventLog) plan(what string, at time.Time) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return append([]string(nil), e.lines...)
+	e.next, e.nextAt = what, at
 }
 
-func printStatus(w io.Writer, tty bool, c *demo.Cluster, agents []*agent.Agent, addrs []string, promPath string, chaos bool, events *eventLog) {
-	var b strings.Builder
-	if tty {
-		b.WriteString("\033[H\033[2J")
-	}
-	fmt.Fprintf(&b, "etcdpulse demo — %s   (Ctrl-C to stop)\n\n", time.Now().Format("15:04:05"))
-	// Show the view of an agent whose member is running: the one any
-	// operator would be reading on a healthy node.
-	var v probes.View
-	src := -1
-	for i, a := range agents {
-		if c.Members[i].Running() && a.Ready() {
-			v, src = a.View(), i
-			break
-		}
-	}
-	if src < 0 {
-		v, src = agents[0].View(), 0
-	}
-	leader := v.LeaderLabel()
-	if leader == "" {
-		leader = "NONE"
-	}
-	fmt.Fprintf(&b, "cluster (as seen by the agent of %s):\n", c.Members[src].Name)
-	fmt.Fprintf(&b, "  leader %-10s term %-4d leader changes %d\n", leader, v.Term, v.LeaderChanges)
-	fmt.Fprintf(&b, "  voting members %d, healthy %d, quorum %d, fault tolerance %d%s\n\n",
-		v.Voters, v.HealthyVoters, v.QuorumSize, v.FaultTolerance, toleranceNote(v))
-	fmt.Fprintf(&b, "  %-10s %-8s %-10s %-8s %-9s %-10s %s\n", "member", "role", "reachable", "healthy", "idx lag", "db size", "agent")
-	for _, m := range v.Members {
-		role := "follower"
-		switch {
-		case m.IsLeader:
-			role = "LEADER"
-		case m.IsLearner:
-			role = "learner"
-		}
-		db := "-"
-		if m.Status != nil {
-			db = fmt.Sprintf("%.1f KiB", float64(m.Status.DBSize)/1024)
-		}
-		addr := ""
-		for i, dm := range c.Members {
-			if dm.Name == m.Label {
-				addr = "http://" + addrs[i] + "/metrics"
-			}
-		}
-		fmt.Fprintf(&b, "  %-10s %-8s %-10s %-8s %-9d %-10s %s\n", m.Label, role, yesNo(m.Reachable), yesNo(m.Healthy), m.RaftIndexLag, db, addr)
-	}
-	fmt.Fprintf(&b, "\nPrometheus config for the three agents: %s\n", promPath)
-	if chaos {
-		b.WriteString("\nchaos events:\n")
-		for _, l := range events.list() {
-			fmt.Fprintf(&b, "  %s\n", l)
-		}
-	} else {
-		b.WriteString("\nRun with --chaos to kill and restart members, the leader included.\n")
-	}
-	if !tty {
-		b.WriteString("\n")
-	}
-	fmt.Fprint(w, b.String())
-}
-
-func toleranceNote(v probes.View) string {
-	switch {
-	case !v.MembershipKnown:
-		return ""
-	case v.FaultTolerance < 0:
-		return "  << QUORUM LOST"
-	case v.FaultTolerance == 0:
-		return "  << quorum at risk: one more failure loses it"
-	}
-	return ""
-}
-
-func yesNo(b bool) string {
-	if b {
-		return "yes"
-	}
-	return "NO"
+func (e *eventLog) snapshot() (lines []string, next string, nextAt time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string(nil), e.lines...), e.next, e.nextAt
 }

@@ -2,12 +2,14 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"runtime"
@@ -17,11 +19,16 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/alecthomas/kingpin/v2"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/etcdpulse/etcdpulse/agent"
+	"github.com/etcdpulse/etcdpulse/alerts"
+	"github.com/etcdpulse/etcdpulse/internal/promtool"
+	"github.com/etcdpulse/etcdpulse/internal/testenv"
+	"github.com/etcdpulse/etcdpulse/probes"
 )
 
 func runCmd(args ...string) (code int, stdout, stderr string) {
@@ -187,9 +194,52 @@ func TestDemoPortTaken(t *testing.T) {
 	}
 	defer l.Close()
 	code, _, errOut := runCmd("demo", "--web.port", fmt.Sprint(base), "--duration", "1s")
-	want := fmt.Sprintf("etcdpulse demo: --web.listen-address 127.0.0.1:%d: the port is already in use by another process; pick another address (use --web.port to move all three agents)\n", base+1)
+	want := fmt.Sprintf("etcdpulse demo: --web.port %d: 127.0.0.1:%d is already in use by another process; pick another port (the three agents take --web.port and the next two)\n", base, base+1)
 	if code != 1 || errOut != want {
 		t.Errorf("exit %d, stderr %q; want exit 1, %q", code, errOut, want)
+	}
+}
+
+// Bad demo flags fail before anything starts, naming the flag and what
+// was expected.
+func TestDemoBadFlags(t *testing.T) {
+	prom := promtool.PrometheusPath(t)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	takenPort := taken.Addr().(*net.TCPAddr).Port
+	cases := []struct {
+		args []string
+		want string // stderr, exactly
+	}{
+		{[]string{"--web.host", "10.0.0.1"}, `--web.host "10.0.0.1" must be a loopback address such as 127.0.0.1`},
+		{[]string{"--web.port", "65534"}, "--web.port 65534: expected a port from 1 to 65533 (the three agents take it and the next two)"},
+		{[]string{"--web.port", "0"}, "--web.port 0: expected a port from 1 to 65533 (the three agents take it and the next two)"},
+		{[]string{"--status.interval", "0s"}, "--status.interval 0s: expected a positive duration such as 10s"},
+		{[]string{"--chaos", "--chaos.downtime=-1s"}, "--chaos.downtime -1s: expected a positive duration such as 10s"},
+		{[]string{"--duration=-1s"}, "--duration -1s: expected 0 (run until Ctrl-C) or a positive duration"},
+		{[]string{"--with-prometheus", prom, "--web.port", "9089"}, "--prometheus.port 9090 is one of the agents' ports (--web.port 9089 and the next two): pick another port"},
+		{[]string{"--with-prometheus", prom, "--prometheus.port", "70000"}, "--prometheus.port 70000: expected a port from 1 to 65535"},
+		{[]string{"--with-prometheus", prom, "--prometheus.port", fmt.Sprint(takenPort)},
+			fmt.Sprintf("--prometheus.port %d: 127.0.0.1:%d is already in use by another process; pick another port", takenPort, takenPort)},
+		{[]string{"--with-prometheus", "/nonexistent/prometheus"},
+			`--with-prometheus: cannot run "/nonexistent/prometheus": fork/exec /nonexistent/prometheus: no such file or directory (expected the path of a Prometheus server binary)`},
+	}
+	for _, c := range cases {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			code, out, errOut := runCmd(append([]string{"demo"}, c.args...)...)
+			want := "etcdpulse demo: " + c.want + "\n"
+			if code != 1 || errOut != want || out != "" {
+				t.Errorf("exit %d, stdout %q, stderr %q; want exit 1, no output, stderr %q", code, out, errOut, want)
+			}
+		})
+	}
+	// A binary that is not a Prometheus server: promtool.
+	code, _, errOut := runCmd("demo", "--with-prometheus", promtool.Path(t))
+	if want := fmt.Sprintf("etcdpulse demo: --with-prometheus: %q is not a Prometheus server: its --version printed \"promtool, version", promtool.Path(t)); code != 1 || !strings.HasPrefix(errOut, want) {
+		t.Errorf("exit %d, stderr %q; want exit 1 and a message starting %q", code, errOut, want)
 	}
 }
 
@@ -199,6 +249,9 @@ func TestDemoPortTaken(t *testing.T) {
 func TestDemo(t *testing.T) {
 	base := freeBase(t)
 	promPath := t.TempDir() + "/prometheus.yml"
+	// The demo's temporary directory on a disk, so that every agent's
+	// fsync probe measures (it refuses on tmpfs).
+	t.Setenv("TMPDIR", testenv.DiskDir(t))
 	var out syncBuffer
 	done := make(chan int)
 	go func() {
@@ -206,9 +259,18 @@ func TestDemo(t *testing.T) {
 	}()
 	for i := range 3 {
 		url := fmt.Sprintf("http://127.0.0.1:%d/metrics", base+i)
-		waitMetric(t, url, "etcdpulse_cluster_has_leader 1", "etcdpulse_cluster_fault_tolerance 1", "etcdpulse_up 1")
+		// Each agent measures fsync in a probe directory of its own, and
+		// reads its member's own metrics URL.
+		waitMetric(t, url, "etcdpulse_cluster_has_leader 1", "etcdpulse_cluster_fault_tolerance 1", "etcdpulse_up 1",
+			fmt.Sprintf(`etcdpulse_probe_success{member="member-%d",probe="fsync"} 1`, i),
+			fmt.Sprintf(`etcdpulse_probe_success{member="member-%d",probe="etcd_metrics"} 1`, i),
+			"etcdpulse_etcd_metrics_up 1")
+		// Spans in memory: /debug/tracez shows the probe runs.
+		tracez := fmt.Sprintf("http://127.0.0.1:%d/debug/tracez", base+i)
+		waitPage(t, tracez, probes.SpanRound, probes.SpanProbePrefix+probes.ProbeStatus, probes.SpanProbePrefix+probes.ProbeFsync)
 	}
 	var cfg struct {
+		RuleFiles     []string `yaml:"rule_files"`
 		ScrapeConfigs []struct {
 			StaticConfigs []struct {
 				Targets []string `yaml:"targets"`
@@ -226,8 +288,22 @@ func TestDemo(t *testing.T) {
 	if got := strings.Join(cfg.ScrapeConfigs[0].StaticConfigs[0].Targets, ","); got != want {
 		t.Errorf("scrape targets = %s, want %s", got, want)
 	}
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if strings.Contains(out.String(), "fault tolerance 1\n") {
+	// The shipped rules, beside the configuration.
+	rules, err := alerts.RuleFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.RuleFiles) != 1 {
+		t.Fatalf("rule_files = %v, want one file", cfg.RuleFiles)
+	}
+	if got, err := os.ReadFile(filepath.Join(filepath.Dir(promPath), cfg.RuleFiles[0])); err != nil || !bytes.Equal(got, rules) {
+		t.Errorf("rule file %s (error %v) differs from `etcdpulse alerts`", cfg.RuleFiles[0], err)
+	}
+	promtool.Run(t, "check", "config", promPath)
+	// Wait for a screen with every agent's fsync p99.
+	p99 := regexp.MustCompile(`(?m)^  member-\d  \S+  p99 \d`)
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if s := lastScreen(out.String()); strings.Contains(s, "fault tolerance 1\n") && len(p99.FindAllString(s, -1)) == 3 {
 			break
 		}
 	}
@@ -244,13 +320,199 @@ func TestDemo(t *testing.T) {
 			t.Errorf("status screen lacks %q:\n%s", s, screen)
 		}
 	}
-	dir := regexp.MustCompile(`cluster in (\S+) \.\.\.`).FindStringSubmatch(screen)
+	if n := len(p99.FindAllString(lastScreen(screen), -1)); n != 3 {
+		t.Errorf("last status screen shows the fsync p99 of %d agents, want 3:\n%s", n, lastScreen(screen))
+	}
+	checkWidth(t, screen)
+	dir := regexp.MustCompile(`cluster in\s+(\S+) \.\.\.`).FindStringSubmatch(screen)
 	if dir == nil {
 		t.Fatalf("no data directory printed:\n%s", screen)
 	}
 	if _, err := os.Stat(dir[1]); !os.IsNotExist(err) {
 		t.Errorf("data directory %s left behind (stat: %v)", dir[1], err)
 	}
+}
+
+// The demo with a real Prometheus: it scrapes the three agents, has the
+// shipped rule groups loaded, shows on the status screen, and stops with
+// the demo.
+func TestDemoWithPrometheus(t *testing.T) {
+	base := freeBase(t)
+	promPort := freePort(t, base)
+	var out syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		// --duration only bounds a demo the test fails to stop.
+		done <- run([]string{"demo", "--web.port", fmt.Sprint(base), "--duration", "10m", "--status.interval", "1s",
+			"--with-prometheus", promtool.PrometheusPath(t), "--prometheus.port", fmt.Sprint(promPort)}, &out, io.Discard)
+	}()
+	prom := fmt.Sprintf("http://127.0.0.1:%d", promPort)
+	var targets struct {
+		Data struct {
+			ActiveTargets []struct {
+				ScrapeURL string `json:"scrapeUrl"`
+				Health    string `json:"health"`
+				LastError string `json:"lastError"`
+			} `json:"activeTargets"`
+		} `json:"data"`
+	}
+	waitAPI(t, done, &out, prom+"/api/v1/targets", &targets, func() bool {
+		up := 0
+		for _, tg := range targets.Data.ActiveTargets {
+			if tg.Health == "up" {
+				up++
+			}
+		}
+		return up == 3 && len(targets.Data.ActiveTargets) == 3
+	})
+	var rules struct {
+		Data struct {
+			Groups []struct {
+				Name  string `json:"name"`
+				Rules []struct {
+					Name   string `json:"name"`
+					Health string `json:"health"`
+				} `json:"rules"`
+			} `json:"groups"`
+		} `json:"data"`
+	}
+	var want struct {
+		Groups []struct {
+			Name  string `yaml:"name"`
+			Rules []any  `yaml:"rules"`
+		} `yaml:"groups"`
+	}
+	raw, err := alerts.RuleFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(raw, &want); err != nil {
+		t.Fatal(err)
+	}
+	wantRules := map[string]int{} // rules per group
+	for _, g := range want.Groups {
+		wantRules[g.Name] = len(g.Rules)
+	}
+	waitAPI(t, done, &out, prom+"/api/v1/rules", &rules, func() bool {
+		if len(rules.Data.Groups) != len(want.Groups) {
+			return false
+		}
+		for _, g := range rules.Data.Groups {
+			if n, ok := wantRules[g.Name]; !ok || len(g.Rules) != n {
+				return false
+			}
+			for _, r := range g.Rules {
+				if r.Health != "ok" { // evaluated without error
+					return false
+				}
+			}
+		}
+		return true
+	})
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline) && !strings.Contains(out.String(), "Prometheus: "+prom); {
+		time.Sleep(100 * time.Millisecond)
+	}
+	select {
+	case code := <-done:
+		t.Fatalf("demo exited (%d) before it was stopped:\n%s", code, out.String())
+	default:
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if code := <-done; code != 0 {
+		t.Fatalf("demo exit %d:\n%s", code, out.String())
+	}
+	screen := out.String()
+	if !strings.Contains(screen, "Prometheus: "+prom+"   (alerts: "+prom+"/alerts)") {
+		t.Errorf("status screen does not show Prometheus' URL:\n%s", lastScreen(screen))
+	}
+	checkWidth(t, screen)
+	// Stopped with the demo: nothing answers on its port any more.
+	if resp, err := http.Get(prom + "/-/ready"); err == nil {
+		resp.Body.Close()
+		t.Errorf("Prometheus still answers on %s after the demo stopped", prom)
+	}
+}
+
+// waitAPI polls a Prometheus API endpoint into v until ok, failing when
+// the demo exits first or after a generous deadline.
+func waitAPI(t *testing.T, done chan int, out *syncBuffer, url string, v any, ok func() bool) {
+	t.Helper()
+	var last string
+	for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		select {
+		case code := <-done:
+			t.Fatalf("demo exited (%d) while waiting for %s:\n%s", code, url, out.String())
+		default:
+		}
+		resp, err := http.Get(url)
+		if err != nil {
+			last = err.Error()
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		last = string(body)
+		if resp.StatusCode == http.StatusOK && json.Unmarshal(body, v) == nil && ok() {
+			return
+		}
+	}
+	t.Fatalf("%s never as expected; last answer:\n%s", url, last)
+}
+
+// lastScreen is the last status screen of the demo's output (each is
+// written whole, in one write).
+func lastScreen(out string) string {
+	screens := strings.Split(out, "etcdpulse demo — ")
+	return screens[len(screens)-1]
+}
+
+// checkWidth fails for any line of the demo's output wider than a
+// default terminal.
+func checkWidth(t *testing.T, out string) {
+	t.Helper()
+	for _, l := range strings.Split(out, "\n") {
+		if n := utf8.RuneCountInString(l); n > statusWidth {
+			t.Errorf("line of %d columns, want at most %d:\n%s", n, statusWidth, l)
+		}
+	}
+}
+
+func waitPage(t *testing.T, url string, contents ...string) {
+	t.Helper()
+	var body string
+	var status int
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		resp, err := http.Get(url)
+		if err != nil {
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		body, status = string(b), resp.StatusCode
+		if status == http.StatusOK && !slices.ContainsFunc(contents, func(c string) bool { return !strings.Contains(body, c) }) {
+			return
+		}
+	}
+	t.Fatalf("%s: status %d, want 200 and a page with %v; last body:\n%s", url, status, contents, body)
+}
+
+// freePort finds a free loopback port outside base..base+2.
+func freePort(t *testing.T, base int) int {
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if port < base || port > base+2 {
+			return port
+		}
+	}
+	t.Fatal("no free port")
+	return 0
 }
 
 func waitMetric(t *testing.T, url string, lines ...string) {

@@ -21,7 +21,15 @@ type Member struct {
 	Name      string
 	ClientURL string
 	PeerURL   string
-	Dir       string
+	// MetricsURL is the member's own /metrics (etcd's
+	// --listen-metrics-urls). Members in one process share etcd's
+	// process-wide metrics, so every member's URL serves the same series.
+	MetricsURL string
+	// Dir is the member's data directory.
+	Dir string
+	// ProbeDir is a directory beside Dir, on its filesystem, for the
+	// member's agent's fsync probe: one per member, as on separate nodes.
+	ProbeDir string
 
 	mu   sync.Mutex
 	etcd *embed.Etcd
@@ -48,11 +56,18 @@ func StartCluster(ctx context.Context, dir string, size int) (*Cluster, error) {
 		if err != nil {
 			return nil, err
 		}
+		metrics, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		name := fmt.Sprintf("member-%d", i)
 		m := &Member{
-			Name:      fmt.Sprintf("member-%d", i),
-			ClientURL: "http://" + client,
-			PeerURL:   "http://" + peer,
-			Dir:       filepath.Join(dir, fmt.Sprintf("member-%d", i)),
+			Name:       name,
+			ClientURL:  "http://" + client,
+			PeerURL:    "http://" + peer,
+			MetricsURL: "http://" + metrics + "/metrics",
+			Dir:        filepath.Join(dir, name),
+			ProbeDir:   filepath.Join(dir, name+".etcdpulse-probe"),
 		}
 		c.Members = append(c.Members, m)
 		initial = append(initial, m.Name+"="+m.PeerURL)
@@ -81,6 +96,9 @@ func (c *Cluster) start(ctx context.Context, m *Member, state string) error {
 	pu, _ := url.Parse(m.PeerURL)
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
+	mu, _ := url.Parse(m.MetricsURL)
+	mu.Path = ""
+	cfg.ListenMetricsUrls = []url.URL{*mu}
 	cfg.InitialCluster = c.initial
 	cfg.InitialClusterToken = "etcdpulse-demo"
 	cfg.ClusterState = state
