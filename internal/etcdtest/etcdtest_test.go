@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -32,8 +33,19 @@ func testLogger(t *testing.T) *slog.Logger {
 func putGet(t *testing.T, cli *clientv3.Client, key, val string) {
 	t.Helper()
 	ctx := ctxT(t, 30*time.Second)
-	if _, err := cli.Put(ctx, key, val); err != nil {
-		t.Fatalf("put %s: %v", key, err)
+	// A member that has just rejoined its peers can drop a proposal it
+	// forwards while its streams to the leader reconnect: etcd says so,
+	// and the client is expected to retry.
+	for {
+		_, err := cli.Put(ctx, key, val)
+		if err == nil {
+			break
+		}
+		transient := errors.Is(err, rpctypes.ErrTimeoutDueToConnectionLost) || errors.Is(err, rpctypes.ErrTimeout) || errors.Is(err, rpctypes.ErrLeaderChanged)
+		if !transient || ctx.Err() != nil {
+			t.Fatalf("put %s: %v", key, err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	resp, err := cli.Get(ctx, key)
 	if err != nil {
