@@ -173,6 +173,14 @@ func TestLiveMetrics(t *testing.T) {
 
 func get(t *testing.T, url, accept string) []byte {
 	t.Helper()
+	_, body := getStatus(t, url, accept)
+	return body
+}
+
+// getStatus GETs url, with an Accept header when accept is set, and returns
+// the status code and body.
+func getStatus(t *testing.T, url, accept string) (int, []byte) {
+	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, url, nil)
 	if accept != "" {
 		req.Header.Set("Accept", accept)
@@ -186,5 +194,5 @@ func get(t *testing.T, url, accept string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b
+	return resp.StatusCode, b
 }

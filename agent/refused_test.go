@@ -1,56 +1,21 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcdpulse/etcdpulse/internal/etcdtest"
+	"github.com/etcdpulse/etcdpulse/internal/testenv"
 )
 
-// logBuffer collects an agent's log lines for the test to read.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// lines returns the log lines that contain every one of parts.
-func (b *logBuffer) lines(parts ...string) []string {
-	var out []string
-next:
-	for _, l := range strings.Split(b.String(), "\n") {
-		for _, p := range parts {
-			if !strings.Contains(l, p) {
-				continue next
-			}
-		}
-		out = append(out, l)
-	}
-	return out
-}
-
 // startLoggedAgent is startAgent with the agent's log kept.
-func startLoggedAgent(t testing.TB, endpoints []string, mutate func(*Config)) (*testAgent, *logBuffer) {
+func startLoggedAgent(t testing.TB, endpoints []string, mutate func(*Config)) (*testAgent, *testenv.Buffer) {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Etcd.Endpoints = endpoints
@@ -58,7 +23,7 @@ func startLoggedAgent(t testing.TB, endpoints []string, mutate func(*Config)) (*
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	logs := &logBuffer{}
+	logs := &testenv.Buffer{}
 	return serveAgent(t, Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(logs, nil))}), logs
 }
 
@@ -138,7 +103,7 @@ func TestAuthPasswordChanged(t *testing.T) {
 	cli := withAuth(t, c, "old-password", true)
 	urls := c.ClientURLs()
 	var agents []*testAgent
-	var logs []*logBuffer
+	var logs []*testenv.Buffer
 	for i := range urls {
 		eps := append([]string{urls[i]}, append(append([]string{}, urls[:i]...), urls[i+1:]...)...)
 		a, l := startLoggedAgent(t, eps, credentials("old-password"))
@@ -164,10 +129,10 @@ func TestAuthPasswordChanged(t *testing.T) {
 		}
 	}
 	for i, l := range logs {
-		if got := l.lines("refuses the agent's credentials", "reason=authentication", "etcd.username", "authentication failed"); len(got) != len(urls) {
+		if got := l.Lines("refuses the agent's credentials", "reason=authentication", "etcd.username", "authentication failed"); len(got) != len(urls) {
 			t.Errorf("agent %d: want one line per member naming the reason and the error, got %d:\n%s", i, len(got), l)
 		}
-		if got := l.lines("quorum lost"); len(got) != 0 {
+		if got := l.Lines("quorum lost"); len(got) != 0 {
 			t.Errorf("agent %d logged a lost quorum: %v", i, got)
 		}
 	}
@@ -179,7 +144,7 @@ func TestAuthPasswordChanged(t *testing.T) {
 		a.waitFor(t, "healthy again with the old password", append(healthyCluster(3), absentFamily("etcdpulse_agent_refused"))...)
 	}
 	for i, l := range logs {
-		if got := l.lines("etcd accepts the agent again", "was=authentication"); len(got) != len(urls) {
+		if got := l.Lines("etcd accepts the agent again", "was=authentication"); len(got) != len(urls) {
 			t.Errorf("agent %d: want one recovery line per member, got %d:\n%s", i, len(got), l)
 		}
 	}
@@ -215,7 +180,7 @@ func TestAuthAtStartup(t *testing.T) {
 	// the member is labelled with its endpoint.
 	wrong, logs := startLoggedAgent(t, c.ClientURLs(), credentials("wrong"))
 	wrong.waitFor(t, "wrong password refused", append(refusedAt(c.ClientURLs()[0], "authentication"), unknownHealth()...)...)
-	if got := logs.lines("reason=authentication", `user \"etcdpulse\" (etcd.username, etcd.password)`); len(got) == 0 {
+	if got := logs.Lines("reason=authentication", `user \"etcdpulse\" (etcd.username, etcd.password)`); len(got) == 0 {
 		t.Errorf("no log line names the username and password settings:\n%s", logs)
 	}
 }
@@ -232,7 +197,7 @@ func TestRoleWithoutReadPermission(t *testing.T) {
 		append(healthyCluster(1),
 			gauge("etcdpulse_agent_refused", 1, "member", member, "reason", "permission_denied"),
 			gauge("etcdpulse_probe_success", 1, "probe", "read_linearizable", "member", member))...)
-	if got := logs.lines("denies the agent a permission", "reason=permission_denied", "read permission on its key prefix"); len(got) != 1 {
+	if got := logs.Lines("denies the agent a permission", "reason=permission_denied", "read permission on its key prefix"); len(got) != 1 {
 		t.Errorf("want one log line naming the missing permission, got %d:\n%s", len(got), logs)
 	}
 }
@@ -261,7 +226,7 @@ func TestTLSFailuresNamed(t *testing.T) {
 			defer a.stop()
 			// Refused from the start: labelled with the endpoint.
 			a.waitFor(t, name, append(refusedAt(c.ClientURLs()[0], reason), unknownHealth()...)...)
-			if got := logs.lines("TLS between the agent and the etcd member fails", "reason="+reason, logged); len(got) != 1 {
+			if got := logs.Lines("TLS between the agent and the etcd member fails", "reason="+reason, logged); len(got) != 1 {
 				t.Errorf("want one log line with the reason and the x509 error, got %d:\n%s", len(got), logs)
 			}
 		})
@@ -299,7 +264,7 @@ func TestClientCertExpiresWhileRunning(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.waitFor(t, "expired client certificate refused", append(refusedAll(c, "tls_certificate_expired"), unknownHealth()...)...)
-	if got := logs.lines("reason=tls_certificate_expired", "remote error: tls: expired certificate"); len(got) != 1 {
+	if got := logs.Lines("reason=tls_certificate_expired", "remote error: tls: expired certificate"); len(got) != 1 {
 		t.Errorf("want one log line naming etcd's refusal of the expired certificate, got %d:\n%s", len(got), logs)
 	}
 

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -15,13 +14,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/etcdpulse/etcdpulse/internal/etcdtest"
+	"github.com/etcdpulse/etcdpulse/internal/testenv"
 )
 
 // --web.config.file: the agent's own endpoints behind basic auth, through
@@ -101,11 +100,11 @@ func TestServeErrorLogIsStructured(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The standard log is process-wide: this test must not run in parallel.
-	var std syncBuffer
+	var std testenv.Buffer
 	defer log.SetOutput(log.Writer())
 	log.SetOutput(&std)
 
-	var structured syncBuffer
+	var structured testenv.Buffer
 	logger := slog.New(slog.NewJSONHandler(&structured, nil))
 	ls, err := Listen([]string{"127.0.0.1:0"})
 	if err != nil {
@@ -176,24 +175,6 @@ func fetch(t *testing.T, c *http.Client, url string) string {
 	}
 }
 
-// syncBuffer is a bytes.Buffer that several goroutines may write.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // quietAgent is an agent on an endpoint where nothing listens, with the
 // capabilities that touch the host off: for tests of the HTTP side.
 func quietAgent(t *testing.T, mutate func(*Config)) *testAgent {
@@ -211,16 +192,8 @@ func quietAgent(t *testing.T, mutate func(*Config)) *testAgent {
 // status GETs url and returns the status code and body.
 func status(t *testing.T, url string) (int, string) {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(b)
+	code, body := getStatus(t, url, "")
+	return code, string(body)
 }
 
 // Go's profiles are served only when enabled, and the landing page offers

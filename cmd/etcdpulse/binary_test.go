@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/etcdpulse/etcdpulse/internal/testenv"
 )
 
 // The etcdpulse binary, built once per test run for the tests that need a
@@ -148,14 +150,14 @@ func goBuild(dir, out string, args ...string) error {
 // process is a running etcdpulse, stopped with SIGTERM when the test ends.
 type process struct {
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *testenv.Buffer
 	done   chan struct{}
 	err    error
 }
 
 func startProcess(t *testing.T, cmd *exec.Cmd) *process {
 	t.Helper()
-	p := &process{cmd: cmd, stderr: new(syncBuffer), done: make(chan struct{})}
+	p := &process{cmd: cmd, stderr: new(testenv.Buffer), done: make(chan struct{})}
 	cmd.Stdout = io.Discard
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {

@@ -15,7 +15,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -252,7 +251,7 @@ func TestDemo(t *testing.T) {
 	// The demo's temporary directory on a disk, so that every agent's
 	// fsync probe measures (it refuses on tmpfs).
 	t.Setenv("TMPDIR", testenv.DiskDir(t))
-	var out syncBuffer
+	var out testenv.Buffer
 	done := make(chan int)
 	go func() {
 		done <- run([]string{"demo", "--web.port", fmt.Sprint(base), "--duration", "5m", "--status.interval", "500ms", "--prometheus.config", promPath}, &out, io.Discard)
@@ -339,7 +338,7 @@ func TestDemo(t *testing.T) {
 func TestDemoWithPrometheus(t *testing.T) {
 	base := freeBase(t)
 	promPort := freePort(t, base)
-	var out syncBuffer
+	var out testenv.Buffer
 	done := make(chan int, 1)
 	go func() {
 		// --duration only bounds a demo the test fails to stop.
@@ -437,7 +436,7 @@ func TestDemoWithPrometheus(t *testing.T) {
 
 // waitAPI polls a Prometheus API endpoint into v until ok, failing when
 // the demo exits first or after a generous deadline.
-func waitAPI(t *testing.T, done chan int, out *syncBuffer, url string, v any, ok func() bool) {
+func waitAPI(t *testing.T, done chan int, out *testenv.Buffer, url string, v any, ok func() bool) {
 	t.Helper()
 	var last string
 	for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
@@ -558,21 +557,4 @@ func freeBase(t *testing.T) int {
 	}
 	t.Fatal("no three consecutive free ports")
 	return 0
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
