@@ -76,6 +76,7 @@ test: tools lint
 
 docs:
 	$(GO) run ./cmd/etcdpulse docs metrics > docs/metrics.md
+	$(GO) run ./cmd/etcdpulse docs config > docs/configuration.md
 
 dashboards:
 	$(GO) run ./cmd/etcdpulse dashboards --output-dir dashboards/json

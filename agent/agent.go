@@ -1,22 +1,35 @@
-// Package agent wires etcdpulse together: configuration, the probes and
-// their runner, the one Prometheus registry and the HTTP handler. A Go
-// program that embeds etcd can run an Agent beside its member with New,
-// Run and Handler; the etcdpulse command does the same.
+// Package agent runs etcdpulse beside one etcd member: it probes the
+// member and the cluster around it and exports the verdicts as Prometheus
+// metrics.
+//
+// Beside an etcd process, build an agent with New; inside a program that
+// embeds etcd, attach one to the embedded member with Attach. Then:
+//
+//	a, err := agent.New(agent.Options{Endpoints: []string{"https://127.0.0.1:2379"}, TLS: tlsConfig, Logger: logger})
+//	if err != nil { ... }          // only a bad configuration fails here
+//	a.Start(ctx)                   // probes in the background until Stop
+//	defer a.Stop()
+//	mux.Handle("/etcdpulse/", http.StripPrefix("/etcdpulse", a.Handler()))
+//
+// Handler serves /metrics, /healthz, /readyz and /debug/tracez, and
+// nothing at "/". etcd failing is reported in the metrics, never returned.
 package agent
 
 import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	promcollectors "github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
@@ -25,40 +38,71 @@ import (
 	"github.com/etcdpulse/etcdpulse/probes"
 )
 
-// Options are what an Agent is built from.
+// Options are what an agent is built from. Everything is optional but the
+// local member's client URL.
 type Options struct {
-	Config Config
-	// Logger is required for useful logs; nil discards them.
+	// Endpoints are client URLs, the local member's first; set, they
+	// replace Config.Etcd.Endpoints.
+	Endpoints []string
+	// TLS is the client TLS for etcd; set, it replaces the files of
+	// Config.Etcd.TLS.
+	TLS *tls.Config
+	// DataDir and WALDir are the member's --data-dir and --wal-dir; set,
+	// they replace Config.Etcd's.
+	DataDir, WALDir string
+	// Config is every other setting; nil is DefaultConfig().
+	Config *Config
+	// Logger receives the agent's log; nil discards it.
 	Logger *slog.Logger
 	// TracerProvider receives a trace per probe round, a span per probe
-	// run and per etcd RPC; nil is no-op. When it is an OpenTelemetry SDK
-	// provider, the agent adds a zpages span processor to it for
-	// /debug/tracez, and removes it when Run returns. NewTracerProvider
-	// builds one from the OTEL_* environment variables.
+	// run and per etcd RPC; nil records nothing. An OpenTelemetry SDK
+	// provider also feeds /debug/tracez.
 	TracerProvider trace.TracerProvider
-	// TLS, when set, is used for etcd instead of Config.Etcd.TLS (for a
-	// program that already holds its client TLS config).
-	TLS *tls.Config
+	// Registerer takes the agent's metrics; nil gives the agent a
+	// registry of its own. Handler serves /metrics from it when it is
+	// also a prometheus.Gatherer (a *prometheus.Registry is).
+	Registerer prometheus.Registerer
 }
 
 // Agent probes one etcd member and the cluster around it.
 type Agent struct {
 	cfg      Config
 	logger   *slog.Logger
-	registry *prometheus.Registry
+	gatherer prometheus.Gatherer
 	targets  *probes.Targets
 	runner   *probes.Runner
 	tracez   http.Handler
 	untrace  func()
-	// metrics serves the registry; built once, since it registers the
-	// promhttp_metric_handler_* metrics that count its own requests.
-	metrics http.Handler
+	// caps are the capabilities' collectors, for the tests that check
+	// each exports what it declares.
+	caps []collectors.Capability
+
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 // New builds an agent: it checks the configuration, loads the TLS files and
-// creates (lazy) clients. It does not contact etcd; Run does.
+// creates clients, without contacting etcd (Start does). Only a bad
+// configuration is an error.
 func New(opts Options) (*Agent, error) {
-	cfg := opts.Config
+	return build(opts, nil)
+}
+
+func build(opts Options, local probes.LocalStatus) (*Agent, error) {
+	cfg := DefaultConfig()
+	if opts.Config != nil {
+		cfg = *opts.Config
+	}
+	if opts.Endpoints != nil {
+		cfg.Etcd.Endpoints = opts.Endpoints
+	}
+	if opts.DataDir != "" {
+		cfg.Etcd.DataDir = opts.DataDir
+	}
+	if opts.WALDir != "" {
+		cfg.Etcd.WALDir = opts.WALDir
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -69,7 +113,7 @@ func New(opts Options) (*Agent, error) {
 	tlsCfg := opts.TLS
 	if tlsCfg == nil && cfg.Etcd.TLS.Enabled() {
 		var err error
-		if tlsCfg, err = ClientTLS(cfg.Etcd.TLS); err != nil {
+		if tlsCfg, err = clientTLS(cfg.Etcd.TLS); err != nil {
 			return nil, err
 		}
 	}
@@ -77,20 +121,14 @@ func New(opts Options) (*Agent, error) {
 	if tp == nil {
 		tp = noop.NewTracerProvider()
 	}
-
-	reg := prometheus.NewRegistry()
-	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:                            collectors.ProbeDuration.Name,
-		Help:                            collectors.ProbeDuration.Help,
-		Buckets:                         prometheus.ExponentialBuckets(0.0001, 2, 16), // 100 µs … 3.3 s
-		NativeHistogramBucketFactor:     1.1,
-		NativeHistogramMaxBucketNumber:  100,
-		NativeHistogramMinResetDuration: time.Hour,
-	}, collectors.ProbeDuration.Labels)
-	failures := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: collectors.ProbeFailures.Name,
-		Help: collectors.ProbeFailures.Help,
-	}, collectors.ProbeFailures.Labels)
+	reg := opts.Registerer
+	var gatherer prometheus.Gatherer
+	if reg == nil {
+		own := prometheus.NewRegistry()
+		reg, gatherer = own, own
+	} else if g, ok := reg.(prometheus.Gatherer); ok {
+		gatherer = g
+	}
 
 	targets, err := probes.NewTargets(cfg.Etcd.Endpoints, probes.ClientConfig{
 		TLS:         tlsCfg,
@@ -101,90 +139,101 @@ func New(opts Options) (*Agent, error) {
 		TracerProvider: opts.TracerProvider,
 	}, logger)
 	if err != nil {
-		return nil, &FieldError{Field: "etcd.endpoints", Flag: "etcd.endpoints", Msg: err.Error()}
+		return nil, fieldError("etcd.endpoints", err.Error())
 	}
-	state := probes.NewState()
-	sched := func(s ProbeSchedule) probes.Schedule {
-		i, t := cfg.Probes.Schedule(s)
-		return probes.Schedule{Interval: i, Timeout: t}
-	}
-	scheduled := []probes.Scheduled{
-		{Probe: &probes.MemberListProbe{Targets: targets}, Scope: probes.AnyMember, Schedule: sched(cfg.Probes.MemberList)},
-		{Probe: &probes.StatusProbe{State: state, Targets: targets}, Scope: probes.EveryMember, Schedule: sched(cfg.Probes.Status)},
-		{Probe: &probes.ReadProbe{Key: cfg.Etcd.KeyPrefix + "health"}, Scope: probes.EveryMember, Schedule: sched(cfg.Probes.Read)},
-		{Probe: &probes.ReadProbe{Key: cfg.Etcd.KeyPrefix + "health", Serializable: true}, Scope: probes.EveryMember, Schedule: sched(cfg.Probes.Read)},
-	}
-	// Capabilities beyond the core add their probes and collectors here,
-	// each from its own file.
-	w := &wiring{cfg: cfg, tls: tlsCfg, logger: logger, state: state, targets: targets, registry: reg, probes: &scheduled}
-	for _, add := range []func(*wiring) error{addDisk, addNetwork, addHost} {
-		if err := add(w); err != nil {
+	w := &wiring{cfg: cfg, tls: tlsCfg, logger: logger, state: probes.NewState(), targets: targets, view: &runnerRef{}, local: local, figures: map[string]func() (float64, bool){}}
+	var scheduled []probes.Scheduled
+	var caps []collectors.Capability
+	for _, cp := range capabilities {
+		w.probes, w.collectors = nil, nil
+		if err := cp.wire(w); err != nil {
 			targets.Close()
-			return nil, err
+			return nil, fmt.Errorf("%s: %w", cp.name, err)
 		}
+		scheduled = append(scheduled, w.probes...)
+		caps = append(caps, collectors.Capability{Name: cp.name, Collectors: w.collectors})
 	}
 	tick := time.Duration(cfg.Probes.Interval)
-	var everyMember []string
 	for _, s := range scheduled {
 		tick = min(tick, s.Schedule.Interval)
-		if s.Scope == probes.EveryMember {
-			everyMember = append(everyMember, s.Probe.Name())
-		}
 	}
-	figs, onView := figureHooks(tp, reg)
+	duration, failures := collectors.NewProbeDuration(), collectors.NewProbeFailures()
 	runner := probes.NewRunner(probes.RunnerOptions{
 		Targets:  targets,
-		State:    state,
+		State:    w.state,
 		Probes:   scheduled,
 		Tick:     tick,
 		Logger:   logger,
 		Tracer:   tp.Tracer("github.com/etcdpulse/etcdpulse/probes"),
 		Duration: duration,
 		Failures: failures,
-		Figures:  figs,
-		OnView:   onView,
+		Figures:  figures(w.figures),
 	})
-	reg.MustRegister(
+	w.view.Runner = runner
+	for _, c := range []prometheus.Collector{
 		versioncollector.NewCollector("etcdpulse"),
-		duration,
-		failures,
-		collectors.NewClusterCollector(runner, everyMember),
-	)
-	if !cfg.Web.DisableExporterMetrics {
-		// The agent's own process, as every Prometheus exporter reports it.
-		// Several agents in one process (the demo) each report it on their
-		// own registry.
-		reg.MustRegister(
-			promcollectors.NewGoCollector(),
-			promcollectors.NewProcessCollector(promcollectors.ProcessCollectorOpts{}),
-		)
+		duration, failures,
+		collectors.NewRequestsCollector(targets),
+		collectors.NewCapabilitiesCollector(caps),
+	} {
+		if err := reg.Register(c); err != nil {
+			targets.Close()
+			return nil, fmt.Errorf("registering the agent's metrics: %w", err)
+		}
 	}
-	a := &Agent{cfg: cfg, logger: logger, registry: reg, targets: targets, runner: runner}
-	a.metrics = newMetricsHandler(reg, cfg.Web.DisableExporterMetrics, logger)
+	a := &Agent{cfg: cfg, logger: logger, gatherer: gatherer, targets: targets, runner: runner, caps: caps}
 	a.tracez, a.untrace = tracez(tp)
 	return a, nil
 }
 
-// wiring is what a capability needs to add its probes and collectors.
-type wiring struct {
-	cfg Config
-	// tls is the client TLS for etcd (from Options.TLS or the files), nil
-	// for plain connections.
-	tls      *tls.Config
-	logger   *slog.Logger
-	state    *probes.State
-	targets  *probes.Targets
-	registry *prometheus.Registry
-	probes   *[]probes.Scheduled
+// figures reads the capabilities' figures for a change event.
+func figures(fs map[string]func() (float64, bool)) func() map[string]float64 {
+	if len(fs) == 0 {
+		return nil
+	}
+	return func() map[string]float64 {
+		out := map[string]float64{}
+		for name, f := range fs {
+			if v, ok := f(); ok {
+				out[name] = v
+			}
+		}
+		return out
+	}
 }
 
-// Run probes until ctx is done, then closes the etcd clients. It returns
-// only then: etcd failing is reported in metrics, never returned.
-func (a *Agent) Run(ctx context.Context) error {
-	defer a.targets.Close()
-	defer a.untrace()
+// Start starts probing in the background. It returns at once; etcd failing
+// is reported in the metrics, never returned. The agent stops when ctx is
+// done or Stop is called.
+func (a *Agent) Start(ctx context.Context) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.done != nil {
+		return errors.New("agent already started")
+	}
+	ctx, a.cancel = context.WithCancel(ctx)
+	a.done = make(chan struct{})
 	a.logger.Info("probing etcd", "endpoints", a.cfg.Etcd.Endpoints, "interval", a.cfg.Probes.Interval, "timeout", a.cfg.Probes.Timeout)
-	a.runner.Run(ctx)
+	go func() {
+		defer close(a.done)
+		a.runner.Run(ctx)
+	}()
+	return nil
+}
+
+// Stop stops probing, waits for the runs in flight (each ends by its
+// deadline, a sync stuck on a hung disk included) and closes the
+// connections to etcd.
+func (a *Agent) Stop() error {
+	a.mu.Lock()
+	cancel, done := a.cancel, a.done
+	a.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+	a.untrace()
+	a.targets.Close()
 	return nil
 }
 
@@ -194,28 +243,78 @@ func (a *Agent) View() probes.View { return a.runner.View() }
 // Ready reports whether the first probe round is done.
 func (a *Agent) Ready() bool { return a.runner.Ready() }
 
-// Registry is the agent's own Prometheus registry.
-func (a *Agent) Registry() *prometheus.Registry { return a.registry }
+// Handler serves /metrics (when the agent's registry can be gathered),
+// /healthz, /readyz and /debug/tracez, relative to wherever it is mounted,
+// and nothing else: mount it under any prefix with http.StripPrefix.
+func (a *Agent) Handler() http.Handler {
+	mux := http.NewServeMux()
+	if a.gatherer != nil {
+		mux.Handle("/metrics", promhttp.HandlerFor(a.gatherer, promhttp.HandlerOpts{
+			EnableOpenMetrics: true,
+			ErrorLog:          slog.NewLogLogger(a.logger.Handler(), slog.LevelError),
+			ErrorHandling:     promhttp.ContinueOnError,
+		}))
+	}
+	// Recent probe spans, by name and latency, without any collector.
+	mux.Handle("/debug/tracez", a.tracez)
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !a.Ready() {
+			http.Error(w, "first probe round not done yet", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	return mux
+}
 
-// Config returns the configuration the agent runs with.
-func (a *Agent) Config() Config { return a.cfg }
+// Capability describes one capability of the agent for its documentation:
+// the configuration rows and metrics it declares.
+type Capability struct {
+	Name, Title string
+	Settings    []Setting
+	Metrics     []collectors.Metric
+}
 
-// ClientTLS builds the TLS configuration for etcd clients from files. The
+// Capabilities lists what the agent is made of, in the order of the
+// documentation: the agent itself (how it reaches etcd, its own metrics),
+// then each capability.
+func Capabilities() []Capability {
+	out := []Capability{{Name: "agent", Title: "The agent", Settings: coreSettings, Metrics: collectors.AgentMetrics}}
+	for _, cp := range capabilities {
+		out = append(out, Capability{Name: cp.name, Title: cp.title, Settings: cp.settings, Metrics: cp.metrics})
+	}
+	return out
+}
+
+// Catalogue lists every metric the agent can export, in the order of
+// Capabilities.
+func Catalogue() []collectors.Metric {
+	var rows []collectors.Metric
+	for _, c := range Capabilities() {
+		rows = append(rows, c.Metrics...)
+	}
+	return rows
+}
+
+// clientTLS builds the TLS configuration for etcd clients from files. The
 // client certificate is read again at each handshake, so a rotated
 // certificate is picked up without a restart.
-func ClientTLS(c TLSConfig) (*tls.Config, error) {
+func clientTLS(c TLSConfig) (*tls.Config, error) {
 	if c.CAFile != "" {
 		pem, err := os.ReadFile(c.CAFile)
 		if err != nil {
-			return nil, &FieldError{Field: "etcd.tls.ca_file", Flag: "etcd.cacert", Msg: err.Error()}
+			return nil, fieldError("etcd.tls.ca_file", err.Error())
 		}
 		if !x509.NewCertPool().AppendCertsFromPEM(pem) {
-			return nil, &FieldError{Field: "etcd.tls.ca_file", Flag: "etcd.cacert", Msg: fmt.Sprintf("%q holds no PEM certificate", c.CAFile)}
+			return nil, fieldError("etcd.tls.ca_file", fmt.Sprintf("%q holds no PEM certificate", c.CAFile))
 		}
 	}
 	if c.CertFile != "" || c.KeyFile != "" {
 		if _, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile); err != nil {
-			return nil, &FieldError{Field: "etcd.tls.cert_file", Flag: "etcd.cert", Msg: fmt.Sprintf("cannot load the client certificate %q with key %q (--etcd.key): %v", c.CertFile, c.KeyFile, err)}
+			return nil, fieldError("etcd.tls.cert_file", fmt.Sprintf("cannot load the client certificate %q with key %q (etcd.tls.key_file): %v", c.CertFile, c.KeyFile, err))
 		}
 		info := transport.TLSInfo{
 			CertFile:           c.CertFile,
@@ -226,7 +325,7 @@ func ClientTLS(c TLSConfig) (*tls.Config, error) {
 		}
 		cfg, err := info.ClientConfig()
 		if err != nil {
-			return nil, &FieldError{Field: "etcd.tls", Flag: "etcd.cert", Msg: err.Error()}
+			return nil, fieldError("etcd.tls.cert_file", err.Error())
 		}
 		return cfg, nil
 	}
@@ -237,11 +336,4 @@ func ClientTLS(c TLSConfig) (*tls.Config, error) {
 		cfg.RootCAs.AppendCertsFromPEM(pem)
 	}
 	return cfg, nil
-}
-
-// Handler serves the metrics (on Config.Web.TelemetryPath, /metrics by
-// default), /healthz, /readyz, /debug/tracez, /debug/pprof/ when
-// Config.Web.EnablePprof is set, and a landing page.
-func (a *Agent) Handler() http.Handler {
-	return newHandler(a)
 }

@@ -7,12 +7,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
 	"github.com/etcdpulse/etcdpulse/collectors"
@@ -66,15 +66,15 @@ func TestTLS(t *testing.T) {
 		cfg := DefaultConfig()
 		cfg.Etcd.Endpoints = []string{url}
 		cfg.Etcd.TLS = TLSConfig{CAFile: certs.ClientKeyFile, CertFile: certs.ClientCertFile, KeyFile: certs.ClientKeyFile}
-		_, err := New(Options{Config: cfg})
-		want := `etcd.tls.ca_file (--etcd.cacert): "` + certs.ClientKeyFile + `" holds no PEM certificate`
+		_, err := New(Options{Config: &cfg})
+		want := `etcd.tls.ca_file (--etcd.tls.ca-file): "` + certs.ClientKeyFile + `" holds no PEM certificate`
 		if err == nil || err.Error() != want {
 			t.Fatalf("error = %v\nwant %s", err, want)
 		}
 		cfg.Etcd.TLS = TLSConfig{CAFile: certs.CAFile, CertFile: certs.ClientCertFile, KeyFile: certs.CAFile}
-		_, err = New(Options{Config: cfg})
-		if err == nil || !strings.HasPrefix(err.Error(), "etcd.tls.cert_file (--etcd.cert): cannot load the client certificate") {
-			t.Fatalf("error = %v, want one naming --etcd.cert", err)
+		_, err = New(Options{Config: &cfg})
+		if err == nil || !strings.HasPrefix(err.Error(), "etcd.tls.cert_file (--etcd.tls.cert-file): cannot load the client certificate") {
+			t.Fatalf("error = %v, want one naming --etcd.tls.cert-file", err)
 		}
 	})
 }
@@ -110,8 +110,9 @@ func TestUnreachableEndpoint(t *testing.T) {
 
 // The live /metrics of an agent on a real cluster: every family is in the
 // catalogue (or one of client_golang's standard families about the agent
-// itself, exporterFamilies), every catalogue family is there, the text is
-// promlint-clean, and OpenMetrics is served when asked.
+// itself), every catalogue family is there, each capability exports what it
+// declares, the text is promlint-clean, and OpenMetrics is served when
+// asked.
 func TestLiveMetrics(t *testing.T) {
 	c := etcdtest.Start(t, etcdtest.Options{Size: 3, Mode: etcdtest.InProcess})
 	pidFile := filepath.Join(t.TempDir(), "etcd.pid")
@@ -148,14 +149,32 @@ func TestLiveMetrics(t *testing.T) {
 
 	body := get(t, a.url+"/metrics", "")
 	m := mustScrape(t, a)
+	// The agent's registry holds the agent's metrics and nothing else.
 	for name := range m {
-		if _, ok := collectors.Lookup(name); !ok && !slices.Contains(exporterFamilies, name) {
-			t.Errorf("%s exported but neither in the catalogue nor one of client_golang's standard families", name)
+		if _, ok := collectors.Find(Catalogue(), name); !ok {
+			t.Errorf("%s exported but not in the catalogue", name)
 		}
 	}
-	for _, row := range collectors.Catalogue {
+	for _, row := range Catalogue() {
 		if _, ok := m[row.Name]; !ok && !optional[row.Name] {
 			t.Errorf("%s in the catalogue but not exported", row.Name)
+		}
+	}
+	// Each capability exports what it declares, and only that.
+	for _, cp := range a.caps {
+		reg := prometheus.NewPedanticRegistry()
+		for _, c := range cp.Collectors {
+			reg.MustRegister(c)
+		}
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatalf("%s: %v", cp.Name, err)
+		}
+		declared := capabilityMetrics(cp.Name)
+		for _, mf := range mfs {
+			if _, ok := collectors.Find(declared, mf.GetName()); !ok {
+				t.Errorf("capability %s exports %s, which it does not declare", cp.Name, mf.GetName())
+			}
 		}
 	}
 	problems, err := promlint.New(bytes.NewReader(body)).Lint()

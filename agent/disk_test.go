@@ -31,7 +31,7 @@ func TestDiskProbeOnRealDataDir(t *testing.T) {
 	url := closedEndpoint(t)
 	a := startAgent(t, []string{url}, func(c *Config) { c.Etcd.DataDir = data })
 	probeDir := filepath.Join(base, DefaultProbeDirName)
-	if got := a.Config().Disk.Dir(a.Config().Etcd); got != probeDir {
+	if got := a.cfg.Disk.Dir(a.cfg.Etcd); got != probeDir {
 		t.Fatalf("probe directory %s, want %s beside the data directory", got, probeDir)
 	}
 	a.waitFor(t, "a first fsync round", func(m metrics) error {
@@ -120,26 +120,23 @@ func TestDiskConfigErrors(t *testing.T) {
 		{"etcd: {data_dir: \"\"}",
 			`etcd.data_dir (--etcd.data-dir): must name the member's data directory (etcd's --data-dir), or disable the fsync probe with disk.enabled: false`},
 		{"disk: {interval: 500ms, timeout: 100ms}",
-			`disk.interval: must be at least 1s, got 500ms: every fdatasync also flushes etcd's writes from the disk cache`},
+			`disk.interval (--disk.interval): must be at least 1s, got 500ms: every fdatasync also flushes etcd's writes from the disk cache`},
 		{"disk: {syncs: 0}",
-			`disk.syncs: must be between 1 and 100, got 0: bursts stay small so that etcd's own syncs do not queue behind them`},
+			`disk.syncs (--disk.syncs): must be between 1 and 100, got 0: bursts stay small so that etcd's own syncs do not queue behind them`},
 		{"disk: {syncs: 101, file_size: 1048576}",
-			`disk.syncs: must be between 1 and 100, got 101: bursts stay small so that etcd's own syncs do not queue behind them`},
-		{"disk: {write_size: 0}", `disk.write_size: must be positive, got 0`},
+			`disk.syncs (--disk.syncs): must be between 1 and 100, got 101: bursts stay small so that etcd's own syncs do not queue behind them`},
+		{"disk: {write_size: 0}", `disk.write_size (--disk.write-size): must be positive, got 0`},
 		{"disk: {syncs: 16, write_size: 100000}",
-			`disk.file_size: must hold a round's writes: at least disk.syncs × disk.write_size = 1600000 bytes, got 1048576`},
-		{"disk: {file_size: 67108865}", `disk.file_size: must be at most 67108864 (64 MiB, one etcd WAL segment), got 67108865`},
+			`disk.file_size (--disk.file-size): must hold a round's writes: at least disk.syncs × disk.write_size = 1600000 bytes, got 1048576`},
+		{"disk: {file_size: 67108865}", `disk.file_size (--disk.file-size): must be at most 67108864 (64 MiB, one etcd WAL segment), got 67108865`},
 		{"disk: {interval: 1s, timeout: 1s, syncs: 100, write_size: 4096, file_size: 409600}",
-			`disk.syncs: the probe would write 24576000 bytes a minute (disk.syncs × disk.write_size per disk.interval); keep it under 16777216 (16 MiB)`},
-		{"disk: {stall_threshold: 0s}", `disk.stall_threshold: must be positive, got 0s`},
-		{"disk: {timeout: 0s}", `disk.timeout: must be positive, got 0s`},
-		{"disk: {timeout: 30s}", `disk.timeout: must not exceed disk.interval (20s), got 30s`},
+			`disk.syncs (--disk.syncs): the probe would write 24576000 bytes a minute (disk.syncs × disk.write_size per disk.interval); keep it under 16777216 (16 MiB)`},
+		{"disk: {stall_threshold: 0s}", `disk.stall_threshold (--disk.stall-threshold): must be positive, got 0s`},
+		{"disk: {timeout: 0s}", `disk.timeout (--disk.timeout): must be positive, got 0s`},
+		{"disk: {timeout: 30s}", `disk.timeout (--disk.timeout): must not exceed disk.interval (20s), got 30s`},
 		{"disk: {enabled: false, syncs: 0, probe_dir: /var/lib/etcd/member}", ``},
 	} {
-		cfg, err := Parse([]byte(c.yaml))
-		if err != nil {
-			t.Fatalf("%s: %v", c.yaml, err)
-		}
+		cfg := parseYAML(t, c.yaml)
 		got := ""
 		if err := cfg.Validate(); err != nil {
 			got = err.Error()

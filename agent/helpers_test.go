@@ -16,6 +16,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/etcdpulse/etcdpulse/internal/etcdtest"
 )
@@ -37,7 +38,7 @@ func startAgent(t testing.TB, endpoints []string, mutate func(*Config)) *testAge
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	return serveAgent(t, Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	return serveAgent(t, Options{Config: &cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 }
 
 // serveAgent builds and runs an agent from opts, serving its handler on a
@@ -48,19 +49,24 @@ func serveAgent(t testing.TB, opts Options) *testAgent {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveAttached(t, a)
+}
+
+// serveAttached starts a built agent and serves its handler on a real
+// loopback socket until the test ends.
+func serveAttached(t testing.TB, a *Agent) *testAgent {
+	t.Helper()
 	srv := httptest.NewServer(a.Handler())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = a.Run(ctx)
-	}()
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	ta := &testAgent{Agent: a, url: srv.URL}
 	var once sync.Once
 	ta.stop = func() {
 		once.Do(func() {
-			cancel()
-			<-done
+			if err := a.Stop(); err != nil {
+				t.Error(err)
+			}
 			srv.Close()
 		})
 	}
@@ -247,4 +253,15 @@ func (a *testAgent) waitFor(t testing.TB, what string, exps ...expect) time.Dura
 	}
 	t.Fatalf("%s: not seen within 45s: %v", what, err)
 	return 0
+}
+
+// parseYAML reads a configuration over the defaults, as the command's file
+// does (the command also checks the fields; these tests need not).
+func parseYAML(t testing.TB, text string) Config {
+	t.Helper()
+	cfg := DefaultConfig()
+	if err := yaml.Unmarshal([]byte(text), &cfg); err != nil {
+		t.Fatalf("%s: %v", text, err)
+	}
+	return cfg
 }

@@ -104,16 +104,13 @@ func TestNetworkPeersTLS(t *testing.T) {
 
 func TestNetworkConfigErrors(t *testing.T) {
 	for _, tc := range []struct{ yaml, want string }{
-		{"network: {timeout: 0s}", "network.timeout: must be positive, got 0s"},
-		{"network: {interval: 2s, timeout: 3s}", "network.timeout: must not exceed network.interval (2s), got 3s"},
-		{"network: {interval: -1s}", "network.interval: must be positive, got -1s"},
+		{"network: {timeout: 0s}", "network.timeout (--network.timeout): must be positive, got 0s"},
+		{"network: {interval: 2s, timeout: 3s}", "network.timeout (--network.timeout): must not exceed network.interval (2s), got 3s"},
+		{"network: {interval: -1s}", "network.interval (--network.interval): must be positive, got -1s"},
 		{"network: {enabled: false, timeout: 0s}", ""},
 	} {
-		cfg, err := Parse([]byte(tc.yaml))
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = cfg.Validate()
+		cfg := parseYAML(t, tc.yaml)
+		err := cfg.Validate()
 		if got := fmt.Sprint(err); (tc.want == "" && err != nil) || (tc.want != "" && got != tc.want) {
 			t.Errorf("%s: error %v, want %q", tc.yaml, err, tc.want)
 		}

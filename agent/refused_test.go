@@ -24,7 +24,7 @@ func startLoggedAgent(t testing.TB, endpoints []string, mutate func(*Config)) (*
 		mutate(&cfg)
 	}
 	logs := &testenv.Buffer{}
-	return serveAgent(t, Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(logs, nil))}), logs
+	return serveAgent(t, Options{Config: &cfg, Logger: slog.New(slog.NewTextHandler(logs, nil))}), logs
 }
 
 func absentSeries(name string, labels ...string) expect {

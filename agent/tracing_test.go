@@ -5,32 +5,21 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"math"
-	"net"
 	"net/url"
 	"os"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
-	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
-	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
-	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
-	"google.golang.org/grpc"
 
-	"github.com/etcdpulse/etcdpulse/collectors"
 	"github.com/etcdpulse/etcdpulse/internal/etcdtest"
 	"github.com/etcdpulse/etcdpulse/probes"
 )
@@ -41,7 +30,7 @@ func startTracedAgent(t testing.TB, endpoints []string, tp trace.TracerProvider)
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Etcd.Endpoints = endpoints
-	return serveAgent(t, Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), TracerProvider: tp})
+	return serveAgent(t, Options{Config: &cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), TracerProvider: tp})
 }
 
 // recorder is an SDK tracer provider that keeps every ended span.
@@ -197,9 +186,6 @@ func TestTraceShape(t *testing.T) {
 		if !strings.Contains(body, probes.SpanRound) || !strings.Contains(body, "etcdpulse.probe.status") {
 			t.Errorf("/debug/tracez does not list the probe spans:\n%.2000s", body)
 		}
-		if !strings.Contains(string(get(t, a.url+"/", "")), "/debug/tracez") {
-			t.Error("landing page does not link /debug/tracez")
-		}
 	})
 
 	t.Run("exemplars", func(t *testing.T) {
@@ -243,6 +229,9 @@ func TestTraceLeaderChange(t *testing.T) {
 		}
 		return nil
 	})
+	// The network probe (every 5 s) has measured the peers: its figure
+	// goes into the change events.
+	a.waitFor(t, "a network run", gauge("etcdpulse_probe_success", 1, "probe", "network"))
 	killed := time.Now()
 	if err := old.Kill(); err != nil {
 		t.Fatal(err)
@@ -286,6 +275,10 @@ func TestTraceLeaderChange(t *testing.T) {
 	if _, ok := ea[probes.AttrApplyLag]; !ok {
 		t.Errorf("no apply lag in %v", changed.Attributes)
 	}
+	// The network probe's last run explains the change too.
+	if v := ea["etcdpulse.network.peer_connect_seconds"].AsFloat64(); v <= 0 {
+		t.Errorf("peer connect figure = %v in %v, want the last measured connect", v, changed.Attributes)
+	}
 	qa := attrs(quorum.Attributes)
 	if qa[probes.AttrVoters].AsInt64() != 3 || qa[probes.AttrPrevFaultTolerance].AsInt64() != 1 || qa[probes.AttrFaultTolerance].AsInt64() != 0 ||
 		!slices.Equal(qa[probes.AttrUnhealthy].AsStringSlice(), []string{old.Name()}) {
@@ -310,363 +303,4 @@ func TestTraceLeaderChange(t *testing.T) {
 		}
 		return errors.New("none yet")
 	})
-}
-
-// otlpReceiver is an OTLP/gRPC trace receiver on a loopback port.
-type otlpReceiver struct {
-	collectortrace.UnimplementedTraceServiceServer
-	addr string
-
-	mu  sync.Mutex
-	got []*tracepb.ResourceSpans
-}
-
-func startReceiver(t *testing.T) *otlpReceiver {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &otlpReceiver{addr: l.Addr().String()}
-	srv := grpc.NewServer()
-	collectortrace.RegisterTraceServiceServer(srv, r)
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(srv.Stop)
-	return r
-}
-
-func (r *otlpReceiver) Export(_ context.Context, req *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.got = append(r.got, req.GetResourceSpans()...)
-	return &collectortrace.ExportTraceServiceResponse{}, nil
-}
-
-func (r *otlpReceiver) received() []*tracepb.ResourceSpans {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]*tracepb.ResourceSpans(nil), r.got...)
-}
-
-func protoAttrs(kvs []*commonpb.KeyValue) map[string]string {
-	out := map[string]string{}
-	for _, kv := range kvs {
-		v := kv.GetValue()
-		switch {
-		case v.GetStringValue() != "":
-			out[kv.GetKey()] = v.GetStringValue()
-		default:
-			out[kv.GetKey()] = v.String()
-		}
-	}
-	return out
-}
-
-// TestTraceExportOTLP sends an agent's spans over the network to an OTLP
-// receiver configured only through the OTEL_* environment, the way the
-// command does, and finds them there with the resource of the agent.
-func TestTraceExportOTLP(t *testing.T) {
-	clearOTelEnv(t)
-	r := startReceiver(t)
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+r.addr)
-	t.Setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
-	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "200")
-	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=test")
-
-	c := etcdtest.Start(t, etcdtest.Options{Size: 1, Mode: etcdtest.InProcess})
-	var running atomic.Pointer[Agent]
-	member := LocalMemberOf(&running)
-	tp, shutdown, err := NewTracerProvider(context.Background(), TracingOptions{Member: member})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = shutdown(context.Background()) })
-	a := startTracedAgent(t, c.ClientURLs(), tp)
-	running.Store(a.Agent)
-
-	host, _ := os.Hostname()
-	m := c.Member(0)
-	eventually(t, "a round and its probe spans at the receiver, with the member on the resource", func() error {
-		for _, rs := range r.received() {
-			res := protoAttrs(rs.GetResource().GetAttributes())
-			want := map[string]string{
-				"service.name":                "etcdpulse",
-				"host.name":                   host,
-				"deployment.environment.name": "test",
-				"etcdpulse.member.name":       m.Name(),
-				"etcdpulse.member.id":         probes.MemberIDLabel(m.ID()),
-			}
-			ok := true
-			for k, v := range want {
-				ok = ok && res[k] == v
-			}
-			if !ok {
-				continue
-			}
-			rounds := map[string]bool{}
-			var all []*tracepb.Span
-			for _, ss := range rs.GetScopeSpans() {
-				all = append(all, ss.GetSpans()...)
-			}
-			for _, s := range all {
-				if s.GetName() == probes.SpanRound && len(s.GetParentSpanId()) == 0 {
-					rounds[string(s.GetSpanId())] = true
-				}
-			}
-			for _, s := range all {
-				if s.GetName() == "etcdpulse.probe.status" && rounds[string(s.GetParentSpanId())] &&
-					protoAttrs(s.GetAttributes())["etcdpulse.member.name"] == m.Name() {
-					return nil
-				}
-			}
-		}
-		return errors.New("not yet")
-	})
-}
-
-// TestTracingDisabled: with OTEL_SDK_DISABLED=true nothing is recorded or
-// sent, even with an endpoint configured, and /debug/tracez says so.
-func TestTracingDisabled(t *testing.T) {
-	clearOTelEnv(t)
-	r := startReceiver(t)
-	t.Setenv("OTEL_SDK_DISABLED", "true")
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+r.addr)
-	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
-	tp, shutdown, err := NewTracerProvider(context.Background(), TracingOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, sdk := tp.(*sdktrace.TracerProvider); sdk {
-		t.Fatal("got an SDK provider")
-	}
-	_, span := tp.Tracer("test").Start(context.Background(), "x")
-	if span.IsRecording() || span.SpanContext().IsValid() {
-		t.Error("the disabled provider records spans")
-	}
-	span.End()
-
-	a := startTracedAgent(t, []string{"http://127.0.0.1:1"}, tp)
-	eventually(t, "first round", func() error {
-		if !a.Ready() {
-			return errors.New("not ready")
-		}
-		return nil
-	})
-	time.Sleep(time.Second)
-	_ = shutdown(context.Background())
-	if n := len(r.received()); n != 0 {
-		t.Errorf("the receiver got %d batches", n)
-	}
-	if body := string(get(t, a.url+"/debug/tracez", "")); !strings.Contains(body, "tracing is disabled") {
-		t.Errorf("/debug/tracez = %q", body)
-	}
-}
-
-// countingHandler counts log records.
-type countingHandler struct {
-	slog.Handler
-	n   *atomic.Int64
-	mu  *sync.Mutex
-	msg *[]string
-}
-
-func (countingHandler) Enabled(context.Context, slog.Level) bool { return true }
-
-func (h countingHandler) Handle(ctx context.Context, r slog.Record) error {
-	h.n.Add(1)
-	h.mu.Lock()
-	var b strings.Builder
-	b.WriteString(r.Message)
-	r.Attrs(func(a slog.Attr) bool { b.WriteString(" " + a.String()); return true })
-	*h.msg = append(*h.msg, b.String())
-	h.mu.Unlock()
-	return nil
-}
-
-// TestTracingNoCollector: an endpoint nobody listens on costs a log line
-// or two, not one per export attempt.
-func TestTracingNoCollector(t *testing.T) {
-	clearOTelEnv(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+addr)
-	t.Setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "200")
-	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
-
-	var n atomic.Int64
-	var mu sync.Mutex
-	var lines []string
-	logger := slog.New(countingHandler{Handler: slog.DiscardHandler, n: &n, mu: &mu, msg: &lines})
-	prev := otel.GetErrorHandler()
-	otel.SetErrorHandler(NewErrorHandler(logger))
-	t.Cleanup(func() { otel.SetErrorHandler(prev) })
-
-	tp, shutdown, err := NewTracerProvider(context.Background(), TracingOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_ = shutdown(ctx)
-	}()
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				_, s := tp.Tracer("test").Start(context.Background(), "probe")
-				s.End()
-			}
-		}
-	}()
-	defer func() { close(stop); <-done }()
-	eventually(t, "the export error, logged", func() error {
-		if n.Load() == 0 {
-			return errors.New("nothing logged")
-		}
-		return nil
-	})
-	time.Sleep(3 * time.Second) // dozens of failed exports
-	mu.Lock()
-	defer mu.Unlock()
-	t.Logf("logged: %q", lines)
-	if len(lines) > 2 {
-		t.Errorf("%d log lines for one unreachable collector:\n%s", len(lines), strings.Join(lines, "\n"))
-	}
-}
-
-// TestTracingEnvErrors: a malformed variable is an error that names it.
-func TestTracingEnvErrors(t *testing.T) {
-	for _, tc := range []struct{ name, value string }{
-		{"OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"},
-		{"OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4317"},
-		{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "ftp://collector:4317"},
-		{"OTEL_EXPORTER_OTLP_CERTIFICATE", "/nonexistent/ca.crt"},
-		{"OTEL_EXPORTER_OTLP_HEADERS", "api-key"},
-		{"OTEL_EXPORTER_OTLP_TIMEOUT", "10s"},
-		{"OTEL_TRACES_SAMPLER", "sometimes"},
-		{"OTEL_TRACES_EXPORTER", "zipkin"},
-		{"OTEL_RESOURCE_ATTRIBUTES", "cluster"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			clearOTelEnv(t)
-			t.Setenv(tc.name, tc.value)
-			_, _, err := NewTracerProvider(context.Background(), TracingOptions{})
-			if err == nil || !strings.Contains(err.Error(), tc.name) {
-				t.Errorf("err = %v, want one naming %s", err, tc.name)
-			}
-		})
-	}
-	t.Run("sampler ratio", func(t *testing.T) {
-		clearOTelEnv(t)
-		t.Setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
-		t.Setenv("OTEL_TRACES_SAMPLER_ARG", "2")
-		if _, _, err := NewTracerProvider(context.Background(), TracingOptions{}); err == nil || !strings.Contains(err.Error(), "OTEL_TRACES_SAMPLER_ARG") {
-			t.Errorf("err = %v", err)
-		}
-	})
-	t.Run("no endpoint", func(t *testing.T) {
-		clearOTelEnv(t)
-		tp, shutdown, err := NewTracerProvider(context.Background(), TracingOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer shutdown(context.Background())
-		if _, ok := tp.(*sdktrace.TracerProvider); !ok {
-			t.Errorf("got %T, want an SDK provider for /debug/tracez", tp)
-		}
-	})
-}
-
-func TestErrorHandlerDedupes(t *testing.T) {
-	var n atomic.Int64
-	var mu sync.Mutex
-	var lines []string
-	now := time.Unix(0, 0)
-	h := newErrorHandler(slog.New(countingHandler{Handler: slog.DiscardHandler, n: &n, mu: &mu, msg: &lines}), time.Minute, func() time.Time { return now })
-	refused := func(port int) error {
-		return errors.New("traces export: dial tcp 127.0.0.1:" + strconv.Itoa(port) + ": connect: connection refused")
-	}
-	for i := range 100 {
-		h.Handle(refused(4000 + i))
-		now = now.Add(100 * time.Millisecond)
-	}
-	if n.Load() != 1 {
-		t.Fatalf("%d lines for one repeated error, want 1: %v", n.Load(), lines)
-	}
-	for i := range 10 {
-		h.Handle(errors.New("distinct error " + strings.Repeat("x", i)))
-	}
-	if n.Load() != maxDistinctErrors {
-		t.Fatalf("%d lines within an interval, want %d: %v", n.Load(), maxDistinctErrors, lines)
-	}
-	now = now.Add(time.Minute)
-	h.Handle(refused(1))
-	if n.Load() != 1+maxDistinctErrors || !strings.Contains(lines[len(lines)-1], "repeats_since_last_logged=99") {
-		t.Fatalf("after the interval: %v", lines)
-	}
-}
-
-func TestQuantile(t *testing.T) {
-	inf := math.Inf(1)
-	for _, tc := range []struct {
-		name string
-		bs   []bucket
-		want float64
-	}{
-		{"empty", []bucket{{1, 0}, {inf, 0}}, math.NaN()},
-		{"all in first", []bucket{{0.1, 10}, {1, 10}, {inf, 10}}, 0.099},
-		{"interpolated", []bucket{{0.1, 0}, {0.2, 100}, {inf, 100}}, 0.199},
-		{"in +Inf", []bucket{{0.1, 0}, {0.2, 1}, {inf, 100}}, 0.2},
-	} {
-		got := quantile(0.99, tc.bs)
-		if !(math.IsNaN(got) && math.IsNaN(tc.want)) && math.Abs(got-tc.want) > 1e-9 {
-			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
-		}
-	}
-}
-
-// TestEventFigures: the fsync histogram shows in change events as its p99
-// over the last window, not since the agent started; peer RTT counts the
-// connect phase only.
-func TestEventFigures(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	buckets := []float64{0.001, 0.01, 0.1, 1}
-	fsync := prometheus.NewHistogram(prometheus.HistogramOpts{Name: collectors.FsyncDuration.Name, Help: "h", Buckets: buckets})
-	rtt := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: collectors.NetworkPeerRTT.Name, Help: "h", Buckets: buckets}, []string{"peer", "phase"})
-	reg.MustRegister(fsync, rtt)
-	f := &figures{gatherer: reg}
-	for range 1000 {
-		fsync.Observe(0.0005) // a fast disk for a long time
-	}
-	f.observe(probes.View{At: time.Now().Add(-time.Minute)})
-	for range 100 {
-		fsync.Observe(0.5) // then a stall
-		rtt.WithLabelValues("m1", probes.PhaseConnectPeer).Observe(0.005)
-		rtt.WithLabelValues("m2", probes.PhaseConnectPeer).Observe(0.05)
-		rtt.WithLabelValues("m2", probes.PhaseRequest).Observe(0.5)
-	}
-	got := f.values()
-	if p99 := got["etcdpulse.disk.fsync_p99_seconds"]; p99 < 0.1 || p99 > 1 {
-		t.Errorf("fsync p99 over the window = %v, want within the stall's bucket (figures %v)", p99, got)
-	}
-	if p99 := got["etcdpulse.network.peer_rtt_p99_seconds"]; p99 < 0.01 || p99 > 0.1 {
-		t.Errorf("peer RTT p99 = %v, want the worst peer's connect time (figures %v)", p99, got)
-	}
-	if w := got["etcdpulse.figures.window_seconds"]; w < 59 {
-		t.Errorf("window = %vs", w)
-	}
-	if _, ok := got["etcdpulse.etcd.wal_fsync_p99_seconds"]; ok {
-		t.Errorf("a figure without its histogram: %v", got)
-	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/etcdpulse/etcdpulse/agent"
 	"github.com/etcdpulse/etcdpulse/collectors"
 	"github.com/etcdpulse/etcdpulse/internal/golden"
 	"github.com/etcdpulse/etcdpulse/internal/promtool"
@@ -191,7 +192,7 @@ func TestExpressionsAndMetrics(t *testing.T) {
 	for _, r := range Rules() {
 		exprs[r.Alert] = r.Expr
 		for _, name := range promtool.MetricNames(r.Expr+" "+r.Description, "etcdpulse_", "etcd_") {
-			if _, ok := collectors.Lookup(name); !ok && !etcd[name] {
+			if _, ok := collectors.Find(agent.Catalogue(), name); !ok && !etcd[name] {
 				t.Errorf("%s names %s, which neither the agent nor etcd exports", r.Alert, name)
 			}
 		}

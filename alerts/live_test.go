@@ -53,15 +53,15 @@ func startLive(tb testing.TB, opts etcdtest.Options, prepare ...func(*etcdtest.C
 				p(nil, &cfg)
 			}
 		}
-		a, err := agent.New(agent.Options{Config: cfg, Logger: slog.New(slog.DiscardHandler)})
+		a, err := agent.New(agent.Options{Config: &cfg, Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			tb.Fatal(err)
 		}
 		srv := httptest.NewServer(a.Handler())
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); _ = a.Run(ctx) }()
-		tb.Cleanup(func() { cancel(); <-done; srv.Close() })
+		if err := a.Start(context.Background()); err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { _ = a.Stop(); srv.Close() })
 		targets = append(targets, strings.TrimPrefix(srv.URL, "http://"))
 	}
 

@@ -8,38 +8,95 @@ import (
 	"github.com/etcdpulse/etcdpulse/probes"
 )
 
+// What ClusterCollector computes from the evaluated view: the local member,
+// the cluster, each member, each probe's verdict.
+var (
+	Up = Metric{"etcdpulse_up", Gauge,
+		"1 when the local etcd member answered its last status probe, else 0.", nil}
+	LastRound = Metric{"etcdpulse_last_round_timestamp_seconds", Gauge,
+		"Unix time at which the agent last evaluated a probe round.", nil}
+	AgentRefused = Metric{"etcdpulse_agent_refused", Gauge,
+		"1 while the member refuses the agent, or the agent refuses the member's certificate, by reason: tls_certificate_expired, tls_unknown_authority, tls_name_mismatch, tls_bad_certificate, tls, authentication, permission_denied; absent otherwise. While the member's status or health read is refused, its health is unknown, not bad: etcdpulse_member_healthy and the quorum figures are absent rather than wrong.",
+		[]string{"member", "reason"}}
+	HasLeader = Metric{"etcdpulse_cluster_has_leader", Gauge,
+		"1 when the reachable members agree on one leader in one term, else 0; absent while members that refuse the agent (etcdpulse_agent_refused) could change the answer.", nil}
+	LeaderVoters = Metric{"etcdpulse_cluster_leader_voters", Gauge,
+		"Reachable voting members that report the same leader in the same term, the largest such group, the leader included. The leader commits while this is at least the quorum size, even when one cut-off member reports no leader (has_leader 0).", nil}
+	LeaderDisagreement = Metric{"etcdpulse_cluster_leader_disagreement", Gauge,
+		"1 when reachable members report different leaders or terms, else 0.", nil}
+	LeaderChanges = Metric{"etcdpulse_cluster_leader_changes_total", Counter,
+		"Leader changes the agent observed: a new agreed leader, or the same one in a new term.", nil}
+	Term = Metric{"etcdpulse_cluster_raft_term", Gauge,
+		"Raft term of the agreed leader, or of the last agreed leader while there is none.", nil}
+	Members = Metric{"etcdpulse_cluster_members", Gauge,
+		"Members in etcd's member list, learners included.", nil}
+	VotingMembers = Metric{"etcdpulse_cluster_voting_members", Gauge,
+		"Voting members (not learners) in etcd's member list.", nil}
+	HealthyVotingMembers = Metric{"etcdpulse_cluster_healthy_voting_members", Gauge,
+		"Voting members that answered their last linearizable read within the probe deadline.", nil}
+	QuorumSize = Metric{"etcdpulse_cluster_quorum_size", Gauge,
+		"Voting members needed for quorum: floor(voting members / 2) + 1.", nil}
+	FaultTolerance = Metric{"etcdpulse_cluster_fault_tolerance", Gauge,
+		"Healthy voting members minus quorum size: 0 means one more failure loses quorum, negative means quorum is lost.", nil}
+	MemberInfo = Metric{"etcdpulse_member_info", Gauge,
+		"Constant 1 per member, labelled with its hex ID and the etcd version it last reported.",
+		[]string{"member", "member_id", "version"}}
+	LocalMemberInfo = Metric{"etcdpulse_local_member_info", Gauge,
+		"Constant 1 naming the member this agent sits beside, once it has answered; joins node-level metrics to a member.",
+		[]string{"member", "member_id"}}
+	MemberReachable = Metric{"etcdpulse_member_reachable", Gauge,
+		"1 when the member answered its last status probe, else 0; absent while it refuses the agent (etcdpulse_agent_refused).", []string{"member"}}
+	MemberHealthy = Metric{"etcdpulse_member_healthy", Gauge,
+		"1 when a voting member answered its last linearizable read within the probe deadline, or a learner its last serializable read with the leader's entries of a round before applied, else 0; absent while it refuses the agent (etcdpulse_agent_refused).", []string{"member"}}
+	MemberIsLeader = Metric{"etcdpulse_member_is_leader", Gauge,
+		"1 when the member is the agreed leader, else 0.", []string{"member"}}
+	MemberIsLearner = Metric{"etcdpulse_member_is_learner", Gauge,
+		"1 when the member is a learner (non-voting), else 0.", []string{"member"}}
+	MemberRaftTerm = Metric{"etcdpulse_member_raft_term", Gauge,
+		"Raft term the member reported.", []string{"member"}}
+	MemberRaftIndexLag = Metric{"etcdpulse_member_raft_index_lag", Gauge,
+		"Raft entries the member's committed index is behind the highest committed index any reachable member reported.", []string{"member"}}
+	MemberApplyLag = Metric{"etcdpulse_member_raft_apply_lag", Gauge,
+		"Raft entries the member has committed but not yet applied.", []string{"member"}}
+	MemberDBSize = Metric{"etcdpulse_member_db_size_bytes", Gauge,
+		"Physical size of the member's backend database.", []string{"member"}}
+	MemberDBSizeInUse = Metric{"etcdpulse_member_db_size_in_use_bytes", Gauge,
+		"Logically used size of the member's backend database; the rest is reclaimable by defragmentation.", []string{"member"}}
+	MemberDBQuota = Metric{"etcdpulse_member_db_quota_bytes", Gauge,
+		"Backend quota of the member (--quota-backend-bytes); writes stop with a NOSPACE alarm past it.", []string{"member"}}
+	MemberAlarm = Metric{"etcdpulse_member_alarm_active", Gauge,
+		"1 while an alarm raised by the member is active, by alarm type (NOSPACE, CORRUPT).", []string{"member", "alarm"}}
+	ProbeSuccess = Metric{"etcdpulse_probe_success", Gauge,
+		"1 when the probe's last run against the member succeeded, else 0.", []string{"probe", "member"}}
+)
+
+// ClusterMetrics lists these rows in documentation order.
+var ClusterMetrics = []Metric{Up, LastRound, AgentRefused, HasLeader, LeaderVoters, LeaderDisagreement, LeaderChanges, Term, Members, VotingMembers, HealthyVotingMembers, QuorumSize, FaultTolerance, MemberInfo, LocalMemberInfo, MemberReachable, MemberHealthy, MemberIsLeader, MemberIsLearner, MemberRaftTerm, MemberRaftIndexLag, MemberApplyLag, MemberDBSize, MemberDBSizeInUse, MemberDBQuota, MemberAlarm, ProbeSuccess}
+
 // ViewSource gives the latest evaluated cluster view; the runner is one.
 type ViewSource interface {
 	View() probes.View
 	// Ready reports whether the first probe round is done; nothing is
 	// exported before.
 	Ready() bool
+	// EveryMemberProbes names the probes that run against every member:
+	// their success is exported for every member, 0 until a first run
+	// succeeds, rather than missing. Other probes' success shows only for
+	// the members they ran against.
+	EveryMemberProbes() []string
 }
 
 // ClusterCollector exports the cluster view: leader, quorum, members and
 // the per-probe verdicts. It reads the last view and nothing else.
 type ClusterCollector struct {
-	src    ViewSource
-	probes []string
-	descs  map[string]*prometheus.Desc
+	src   ViewSource
+	descs map[string]*prometheus.Desc
 }
 
-// clusterMetrics are the catalogue rows this collector exports.
-var clusterMetrics = []Metric{
-	Up, LastRound, Requests, AgentRefused,
-	HasLeader, LeaderVoters, LeaderDisagreement, LeaderChanges, Term, Members, VotingMembers, HealthyVotingMembers, QuorumSize, FaultTolerance,
-	MemberInfo, LocalMemberInfo, MemberReachable, MemberHealthy, MemberIsLeader, MemberIsLearner, MemberRaftTerm, MemberRaftIndexLag, MemberApplyLag,
-	MemberDBSize, MemberDBSizeInUse, MemberDBQuota, MemberAlarm,
-	ProbeSuccess,
-}
-
-// NewClusterCollector returns a collector over src. everyMember lists the
-// probes that run against every member: their success is exported for
-// every member, 0 until a first run succeeds, rather than missing. Other
-// probes' success shows only for the members they ran against.
-func NewClusterCollector(src ViewSource, everyMember []string) *ClusterCollector {
-	c := &ClusterCollector{src: src, probes: everyMember, descs: map[string]*prometheus.Desc{}}
-	for _, m := range clusterMetrics {
+// NewClusterCollector returns a collector over src.
+func NewClusterCollector(src ViewSource) *ClusterCollector {
+	c := &ClusterCollector{src: src, descs: map[string]*prometheus.Desc{}}
+	for _, m := range ClusterMetrics {
 		c.descs[m.Name] = m.Desc()
 	}
 	return c
@@ -57,7 +114,7 @@ func (c *ClusterCollector) Collect(ch chan<- prometheus.Metric) {
 	if !c.src.Ready() {
 		return // no round finished yet: /readyz says so
 	}
-	v := c.src.View()
+	v, every := c.src.View(), c.src.EveryMemberProbes()
 	gauge := func(m Metric, val float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(c.descs[m.Name], prometheus.GaugeValue, val, labels...)
 	}
@@ -105,7 +162,7 @@ func (c *ClusterCollector) Collect(ch chan<- prometheus.Metric) {
 	// Alarms are known only through a member that answered.
 	alarmsKnown := slices.ContainsFunc(v.Members, func(m probes.MemberView) bool { return m.Reachable })
 	for _, m := range v.Members {
-		c.collectMember(ch, gauge, v, m, alarmsKnown, raised[m.Label])
+		c.collectMember(gauge, v, m, every, alarmsKnown, raised[m.Label])
 	}
 	// An alarm raised by a member no longer listed still shows.
 	for label, types := range raised {
@@ -117,7 +174,7 @@ func (c *ClusterCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-func (c *ClusterCollector) collectMember(ch chan<- prometheus.Metric, gauge func(Metric, float64, ...string), v probes.View, m probes.MemberView, alarmsKnown bool, alarms map[string]bool) {
+func (c *ClusterCollector) collectMember(gauge func(Metric, float64, ...string), v probes.View, m probes.MemberView, every []string, alarmsKnown bool, alarms map[string]bool) {
 	l := m.Label
 	if m.Refused != "" {
 		gauge(AgentRefused, 1, l, string(m.Refused))
@@ -165,17 +222,14 @@ func (c *ClusterCollector) collectMember(ch chan<- prometheus.Metric, gauge func
 	if m.Endpoint == "" {
 		return // listed, but with no client URL to probe yet
 	}
-	for method, n := range m.Requests {
-		ch <- prometheus.MustNewConstMetric(c.descs[Requests.Name], prometheus.CounterValue, float64(n), l, method)
-	}
 	// Probes of every member show from the start, 0 until they succeed;
 	// the others (one member, the local one, the peers) only where they
 	// ran.
-	for _, p := range c.probes {
+	for _, p := range every {
 		gauge(ProbeSuccess, b2f(m.Outcomes[p].OK), p, l)
 	}
 	for p, o := range m.Outcomes {
-		if !slices.Contains(c.probes, p) {
+		if !slices.Contains(every, p) {
 			gauge(ProbeSuccess, b2f(o.OK), p, l)
 		}
 	}

@@ -3,8 +3,6 @@ package collectors
 import (
 	"bytes"
 	"flag"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -18,11 +16,17 @@ import (
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
-type fixedView probes.View
+// fixedView is a view that probes named every ran against every member.
+type fixedView struct {
+	v     probes.View
+	every []string
+}
 
-func (f fixedView) View() probes.View { return probes.View(f) }
+func (f fixedView) View() probes.View { return f.v }
 
-func (f fixedView) Ready() bool { return !f.At.IsZero() }
+func (f fixedView) Ready() bool { return !f.v.At.IsZero() }
+
+func (f fixedView) EveryMemberProbes() []string { return f.every }
 
 // goldenView is a 3-member cluster with one member down and an alarm.
 func goldenView() probes.View {
@@ -41,14 +45,11 @@ func goldenView() probes.View {
 	}
 	results := []probes.TargetResults{
 		{Member: members[0], Endpoint: "https://10.0.0.1:2379", Local: true, Status: st(0xa, 100),
-			Outcomes: map[string]probes.Outcome{"status": ok, "read_linearizable": ok, "read_serializable": ok, "member_list": ok},
-			Requests: map[string]uint64{"Status": 10, "Range": 20, "MemberList": 10}},
+			Outcomes: map[string]probes.Outcome{"status": ok, "read_linearizable": ok, "read_serializable": ok, "member_list": ok}},
 		{Member: members[1], Endpoint: "https://10.0.0.2:2379", Status: st(0xb, 90),
-			Outcomes: map[string]probes.Outcome{"status": ok, "read_linearizable": ok, "read_serializable": ok},
-			Requests: map[string]uint64{"Status": 10, "Range": 20}},
+			Outcomes: map[string]probes.Outcome{"status": ok, "read_linearizable": ok, "read_serializable": ok}},
 		{Member: members[2], Endpoint: "https://10.0.0.3:2379",
-			Outcomes: map[string]probes.Outcome{"status": failed, "read_linearizable": failed, "read_serializable": failed},
-			Requests: map[string]uint64{"Status": 10, "Range": 20}},
+			Outcomes: map[string]probes.Outcome{"status": failed, "read_linearizable": failed, "read_serializable": failed}},
 		{Member: members[3]},
 	}
 	return probes.Evaluate(probes.View{Leader: 0xa, Term: 6, LeaderChanges: 2}, time.Unix(1700000000, 0), true, members, results)
@@ -74,7 +75,7 @@ func gather(t *testing.T, c prometheus.Collector) []byte {
 
 func TestClusterCollectorGolden(t *testing.T) {
 	names := []string{"status", "read_linearizable", "read_serializable"}
-	got := gather(t, NewClusterCollector(fixedView(goldenView()), names))
+	got := gather(t, NewClusterCollector(fixedView{goldenView(), names}))
 	const path = "testdata/cluster.golden"
 	if !golden.Matches(t, path, got, *update) {
 		t.Errorf("/metrics differs from %s (run go test ./collectors -update to accept):\n%s", path, got)
@@ -89,41 +90,7 @@ func TestClusterCollectorGolden(t *testing.T) {
 }
 
 func TestNoSeriesBeforeFirstRound(t *testing.T) {
-	if got := gather(t, NewClusterCollector(fixedView(probes.View{}), nil)); len(got) != 0 {
+	if got := gather(t, NewClusterCollector(fixedView{})); len(got) != 0 {
 		t.Errorf("before the first round the collector exported:\n%s", got)
-	}
-}
-
-func TestCatalogue(t *testing.T) {
-	seen := map[string]bool{}
-	for _, m := range Catalogue {
-		if seen[m.Name] {
-			t.Errorf("%s listed twice", m.Name)
-		}
-		seen[m.Name] = true
-		if !strings.HasPrefix(m.Name, "etcdpulse_") {
-			t.Errorf("%s lacks the etcdpulse_ prefix", m.Name)
-		}
-		if (m.Type == Counter) != strings.HasSuffix(m.Name, "_total") {
-			t.Errorf("%s: _total goes on counters and only on them", m.Name)
-		}
-		if !strings.HasSuffix(m.Help, ".") {
-			t.Errorf("%s: help text should be a sentence", m.Name)
-		}
-	}
-	for _, m := range clusterMetrics {
-		if !seen[m.Name] {
-			t.Errorf("%s exported but not in the catalogue", m.Name)
-		}
-	}
-}
-
-func TestMetricsDocUpToDate(t *testing.T) {
-	got, err := os.ReadFile("../docs/metrics.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(got) != Markdown() {
-		t.Error("docs/metrics.md is stale: run `go run ./cmd/etcdpulse docs metrics > docs/metrics.md`")
 	}
 }

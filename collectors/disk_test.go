@@ -2,7 +2,6 @@ package collectors
 
 import (
 	"bytes"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -60,7 +59,7 @@ etcdpulse_disk_fsync_written_bytes_total 0
 
 func TestFsyncHistogram(t *testing.T) {
 	h := NewFsyncHistogram()
-	h.Observe(0.0002)
+	h.WithLabelValues().Observe(0.0002)
 	problems, err := promlint.New(bytes.NewReader(gather(t, h))).Lint()
 	if err != nil || len(problems) > 0 {
 		t.Errorf("promlint: %v %v", problems, err)
@@ -69,11 +68,6 @@ func TestFsyncHistogram(t *testing.T) {
 	for _, want := range []string{`le="5e-05"`, `le="6.5536"`, "# HELP " + FsyncDuration.Name + " " + FsyncDuration.Help} {
 		if !strings.Contains(body, want) {
 			t.Errorf("histogram output lacks %q:\n%s", want, body)
-		}
-	}
-	for _, m := range diskMetrics {
-		if !slices.ContainsFunc(Catalogue, func(c Metric) bool { return c.Name == m.Name }) {
-			t.Errorf("%s exported but not in the catalogue", m.Name)
 		}
 	}
 }

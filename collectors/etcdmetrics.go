@@ -20,6 +20,21 @@ import (
 	"github.com/etcdpulse/etcdpulse/probes"
 )
 
+// What EtcdMetrics re-exports from the local member's own /metrics.
+var (
+	EtcdWALFsync = Metric{"etcdpulse_etcd_wal_fsync_duration_seconds", Histogram,
+		"etcd's own etcd_disk_wal_fsync_duration_seconds, read from the local member's metrics URL (etcd.metrics_url) with etcd's buckets.", nil}
+	EtcdBackendCommit = Metric{"etcdpulse_etcd_backend_commit_duration_seconds", Histogram,
+		"etcd's own etcd_disk_backend_commit_duration_seconds, read from the local member's metrics URL.", nil}
+	EtcdPeerRTT = Metric{"etcdpulse_etcd_peer_round_trip_time_seconds", Histogram,
+		"etcd's own etcd_network_peer_round_trip_time_seconds from the local member to each peer (its To label mapped to the member label), read from the local member's metrics URL.", []string{"peer"}}
+	EtcdMetricsUp = Metric{"etcdpulse_etcd_metrics_up", Gauge,
+		"1 when the last read of the local member's metrics URL succeeded, else 0; absent when etcd.metrics_url is not set.", nil}
+)
+
+// EtcdViewMetrics lists these rows in documentation order.
+var EtcdViewMetrics = []Metric{EtcdWALFsync, EtcdBackendCommit, EtcdPeerRTT, EtcdMetricsUp}
+
 // ProbeEtcdMetrics is the name under which the runner reads etcd's own
 // metrics.
 const ProbeEtcdMetrics = "etcd_metrics"
@@ -62,10 +77,11 @@ type EtcdMetrics struct {
 	client *http.Client
 	descs  map[string]*prometheus.Desc
 
-	mu    sync.Mutex
-	tried bool
-	ok    bool
-	last  EtcdView // the last successful read
+	mu      sync.Mutex
+	tried   bool
+	ok      bool
+	lastErr error
+	last    EtcdView // the last successful read
 }
 
 // EtcdView is what the local member's own metrics said at one read.
@@ -114,8 +130,8 @@ func (e *EtcdMetrics) Run(ctx context.Context, _ *probes.Target) error {
 		if !e.tried || e.ok {
 			e.opts.Logger.Warn("cannot read etcd's own metrics; etcdpulse_etcd_* histograms are absent until it can", "url", e.opts.URL, "err", err)
 		}
-		e.tried, e.ok = true, false
-		return fmt.Errorf("etcd metrics: %w", err)
+		e.tried, e.ok, e.lastErr = true, false, fmt.Errorf("etcd metrics: %w", err)
+		return e.lastErr
 	}
 	if e.tried && !e.ok {
 		e.opts.Logger.Info("reading etcd's own metrics again", "url", e.opts.URL)
@@ -247,4 +263,14 @@ func (e *EtcdMetrics) Collect(ch chan<- prometheus.Metric) {
 		seen[peer] = true
 		hist(EtcdPeerRTT, h, peer)
 	}
+}
+
+// Err implements Failing: the last read of etcd's metrics URL failed.
+func (e *EtcdMetrics) Err() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.tried && !e.ok {
+		return e.lastErr
+	}
+	return nil
 }

@@ -18,6 +18,37 @@ import (
 	"github.com/shirou/gopsutil/v4/disk"
 )
 
+// What HostCollector reads at scrape time.
+var (
+	HostFilesystemSize = Metric{"etcdpulse_host_filesystem_size_bytes", Gauge,
+		"Size of the filesystem holding etcd's data (dir=\"data\") or WAL (dir=\"wal\") directory; dir=\"wal\" only when the WAL is on a filesystem of its own; absent while the directory cannot be read.", []string{"dir"}}
+	HostFilesystemFree = Metric{"etcdpulse_host_filesystem_free_bytes", Gauge,
+		"Bytes available to unprivileged users on the filesystem of the directory.", []string{"dir"}}
+	HostFilesystemFiles = Metric{"etcdpulse_host_filesystem_files", Gauge,
+		"Inodes of the filesystem of the directory; absent on filesystems without a fixed inode count (btrfs).", []string{"dir"}}
+	HostFilesystemFilesFree = Metric{"etcdpulse_host_filesystem_files_free", Gauge,
+		"Free inodes of the filesystem of the directory; absent on filesystems without a fixed inode count (btrfs).", []string{"dir"}}
+	HostDiskReads = Metric{"etcdpulse_host_disk_reads_completed_total", Counter,
+		"Reads completed by the block device under etcd's data or WAL directory (/proc/diskstats).", []string{"device"}}
+	HostDiskWrites = Metric{"etcdpulse_host_disk_writes_completed_total", Counter,
+		"Writes completed by the block device.", []string{"device"}}
+	HostDiskReadTime = Metric{"etcdpulse_host_disk_read_time_seconds_total", Counter,
+		"Seconds spent by all reads of the block device; divided by reads, the read await.", []string{"device"}}
+	HostDiskWriteTime = Metric{"etcdpulse_host_disk_write_time_seconds_total", Counter,
+		"Seconds spent by all writes of the block device; divided by writes, the write await.", []string{"device"}}
+	HostDiskIOTime = Metric{"etcdpulse_host_disk_io_time_seconds_total", Counter,
+		"Seconds the block device was busy with at least one I/O; its rate is the utilisation.", []string{"device"}}
+	HostDiskIOTimeWeighted = Metric{"etcdpulse_host_disk_io_time_weighted_seconds_total", Counter,
+		"Seconds spent doing I/O weighted by the I/Os in flight; its rate is the average queue size.", []string{"device"}}
+	HostDiskIONow = Metric{"etcdpulse_host_disk_io_now", Gauge,
+		"I/Os in flight on the block device.", []string{"device"}}
+	HostCPUIowait = Metric{"etcdpulse_host_cpu_iowait_seconds_total", Counter,
+		"Seconds the node's CPUs, summed, spent idle with I/O outstanding.", nil}
+)
+
+// HostMetrics lists these rows in documentation order.
+var HostMetrics = []Metric{HostFilesystemSize, HostFilesystemFree, HostFilesystemFiles, HostFilesystemFilesFree, HostDiskReads, HostDiskWrites, HostDiskReadTime, HostDiskWriteTime, HostDiskIOTime, HostDiskIOTimeWeighted, HostDiskIONow, HostCPUIowait}
+
 // HostOptions configures a HostCollector.
 type HostOptions struct {
 	// DataDir and WALDir are etcd's data and WAL directories: their
@@ -62,12 +93,6 @@ type deviceEntry struct {
 	at   time.Time
 }
 
-var hostMetrics = []Metric{
-	HostFilesystemSize, HostFilesystemFree, HostFilesystemFiles, HostFilesystemFilesFree,
-	HostDiskReads, HostDiskWrites, HostDiskReadTime, HostDiskWriteTime, HostDiskIOTime, HostDiskIOTimeWeighted, HostDiskIONow,
-	HostCPUIowait,
-}
-
 // NewHostCollector returns a collector; it reads nothing until scraped.
 func NewHostCollector(opts HostOptions) *HostCollector {
 	if opts.Logger == nil {
@@ -77,7 +102,7 @@ func NewHostCollector(opts HostOptions) *HostCollector {
 		opts.DeviceEvery = DefaultDeviceEvery
 	}
 	c := &HostCollector{opts: opts, descs: map[string]*prometheus.Desc{}, log: failureLog{logger: opts.Logger, failing: map[string]bool{}}, devices: map[string]deviceEntry{}}
-	for _, m := range hostMetrics {
+	for _, m := range HostMetrics {
 		c.descs[m.Name] = m.Desc()
 	}
 	return c
@@ -231,6 +256,13 @@ func (c *HostCollector) collectDevices(ctx context.Context, emit emitFunc, devic
 		emit(HostDiskIOTimeWeighted, prometheus.CounterValue, float64(s.WeightedIO)*ms, dev)
 		emit(HostDiskIONow, prometheus.GaugeValue, float64(s.IopsInProgress), dev)
 	}
+}
+
+// Err implements Failing: what could not be read at the last scrape.
+func (c *HostCollector) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.log.err()
 }
 
 // report logs a failure once when it starts and once when it stops, and

@@ -156,8 +156,8 @@ func TestHostCollectorRealMachine(t *testing.T) {
 		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
 	}
 	for name := range mfs {
-		if _, ok := Lookup(name); !ok {
-			t.Errorf("%s exported but not in the catalogue", name)
+		if _, ok := Find(HostMetrics, name); !ok {
+			t.Errorf("%s exported but not in HostMetrics", name)
 		}
 	}
 }

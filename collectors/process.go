@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,6 +18,33 @@ import (
 	gnet "github.com/shirou/gopsutil/v4/net"
 	"github.com/shirou/gopsutil/v4/process"
 )
+
+// The etcd process: client_golang's process collector (its help texts) with
+// the etcdpulse_etcd namespace, through NewEtcdProcessCollector; absent
+// while the process is not found or not readable.
+var (
+	EtcdProcessCPU = Metric{"etcdpulse_etcd_process_cpu_seconds_total", Counter,
+		"Total user and system CPU time spent in seconds.", nil}
+	EtcdProcessOpenFDs = Metric{"etcdpulse_etcd_process_open_fds", Gauge,
+		"Number of open file descriptors.", nil}
+	EtcdProcessMaxFDs = Metric{"etcdpulse_etcd_process_max_fds", Gauge,
+		"Maximum number of open file descriptors.", nil}
+	EtcdProcessVirtualMemory = Metric{"etcdpulse_etcd_process_virtual_memory_bytes", Gauge,
+		"Virtual memory size in bytes.", nil}
+	EtcdProcessVirtualMemoryMax = Metric{"etcdpulse_etcd_process_virtual_memory_max_bytes", Gauge,
+		"Maximum amount of virtual memory available in bytes.", nil}
+	EtcdProcessRSS = Metric{"etcdpulse_etcd_process_resident_memory_bytes", Gauge,
+		"Resident memory size in bytes.", nil}
+	EtcdProcessStartTime = Metric{"etcdpulse_etcd_process_start_time_seconds", Gauge,
+		"Start time of the process since unix epoch in seconds.", nil}
+	EtcdProcessNetworkReceive = Metric{"etcdpulse_etcd_process_network_receive_bytes_total", Counter,
+		"Number of bytes received by the process over the network.", nil}
+	EtcdProcessNetworkTransmit = Metric{"etcdpulse_etcd_process_network_transmit_bytes_total", Counter,
+		"Number of bytes sent by the process over the network.", nil}
+)
+
+// ProcessMetrics lists these rows in documentation order.
+var ProcessMetrics = []Metric{EtcdProcessCPU, EtcdProcessOpenFDs, EtcdProcessMaxFDs, EtcdProcessVirtualMemory, EtcdProcessVirtualMemoryMax, EtcdProcessRSS, EtcdProcessStartTime, EtcdProcessNetworkReceive, EtcdProcessNetworkTransmit}
 
 // ProcessOptions says how to find the etcd process.
 type ProcessOptions struct {
@@ -46,12 +74,30 @@ const etcdProcessNamespace = "etcdpulse_etcd"
 // bytes, read from /proc at scrape time. Its metrics are absent while the
 // process is not found or not readable; reading its file descriptors needs
 // etcd's user or CAP_SYS_PTRACE.
-func NewEtcdProcessCollector(opts ProcessOptions) prometheus.Collector {
+func NewEtcdProcessCollector(opts ProcessOptions) *EtcdProcessCollector {
 	f := newProcessFinder(opts)
-	return clientcollectors.NewProcessCollector(clientcollectors.ProcessCollectorOpts{
-		PidFn:     f.pid,
-		Namespace: etcdProcessNamespace,
-	})
+	return &EtcdProcessCollector{
+		Collector: clientcollectors.NewProcessCollector(clientcollectors.ProcessCollectorOpts{
+			PidFn:     f.pid,
+			Namespace: etcdProcessNamespace,
+		}),
+		finder: f,
+	}
+}
+
+// EtcdProcessCollector is client_golang's process collector for the etcd
+// process, and says when the process is not found.
+type EtcdProcessCollector struct {
+	prometheus.Collector
+	finder *processFinder
+}
+
+// Err implements Failing: why the process was not found at the last
+// scrape.
+func (c *EtcdProcessCollector) Err() error {
+	c.finder.mu.Lock()
+	defer c.finder.mu.Unlock()
+	return c.finder.log.err()
 }
 
 // processFinder finds the etcd process: from the PID file at every call;
@@ -227,6 +273,14 @@ func readPIDFile(path string) (int32, error) {
 type failureLog struct {
 	logger  *slog.Logger
 	failing map[string]bool
+}
+
+// err lists what is failing now, nil when nothing is.
+func (l *failureLog) err() error {
+	if len(l.failing) == 0 {
+		return nil
+	}
+	return fmt.Errorf("cannot read %s", strings.Join(slices.Sorted(maps.Keys(l.failing)), ", "))
 }
 
 // report logs err for what when it starts or stops, and says whether

@@ -64,7 +64,7 @@ func TestEtcdProcessCollectorRealProcess(t *testing.T) {
 		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
 	}
 	for name, mf := range mfs {
-		m, ok := Lookup(name)
+		m, ok := Find(ProcessMetrics, name)
 		if !ok {
 			t.Errorf("%s exported but not in the catalogue", name)
 			continue

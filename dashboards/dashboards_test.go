@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/etcdpulse/etcdpulse/agent"
 	"github.com/etcdpulse/etcdpulse/alerts"
 	"github.com/etcdpulse/etcdpulse/collectors"
 	"github.com/etcdpulse/etcdpulse/dashboards"
@@ -227,7 +228,7 @@ func TestMetricsExist(t *testing.T) {
 	for _, b := range boards(t) {
 		for where, e := range expressions(t, b) {
 			for _, name := range promtool.MetricNames(e, "etcdpulse_", "etcd_", "ALERTS") {
-				if _, ok := collectors.Lookup(name); ok || etcd[name] || name == "ALERTS" {
+				if _, ok := collectors.Find(agent.Catalogue(), name); ok || etcd[name] || name == "ALERTS" {
 					continue
 				}
 				missing[name] = append(missing[name], where)
@@ -439,7 +440,7 @@ func isIdent(c byte) bool {
 }
 
 func isCounter(name string) bool {
-	if m, ok := collectors.Lookup(name); ok {
+	if m, ok := collectors.Find(agent.Catalogue(), name); ok {
 		return m.Type == collectors.Counter || m.Type == collectors.Histogram && m.Name != name
 	}
 	for _, s := range []string{"_total", "_bucket", "_count", "_sum"} {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/etcdpulse/etcdpulse/agent"
 	"github.com/etcdpulse/etcdpulse/collectors"
 	"github.com/etcdpulse/etcdpulse/internal/promtool"
 )
@@ -112,7 +113,7 @@ func syntheticSeries(used map[string]bool, etcd map[string]bool) ([]inputSeries,
 			}
 			continue
 		}
-		m, ok := collectors.Lookup(name)
+		m, ok := collectors.Find(agent.Catalogue(), name)
 		if !ok {
 			return nil, fmt.Errorf("%s is not in the catalogue", name)
 		}

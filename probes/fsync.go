@@ -207,6 +207,7 @@ type FsyncState struct {
 // single-flight: while one of its operations is outstanding (a hung disk
 // cannot be interrupted), no new round starts and State reports it.
 type FsyncProbe struct {
+	last   quantileOf
 	opts   FsyncOptions
 	fs     fsyncFS
 	logger *slog.Logger
@@ -257,9 +258,15 @@ func (p *FsyncProbe) Name() string { return ProbeFsync }
 // Run implements Probe: one round on the local member's disk; the target is
 // not used.
 func (p *FsyncProbe) Run(ctx context.Context, _ *Target) error {
-	_, err := p.Measure(ctx)
+	ds, err := p.Measure(ctx)
+	p.last.record(ds)
 	return err
 }
+
+// LastRoundP99 is the 99th percentile of the last round's fdatasyncs, from
+// its own samples: the figure that explains a leader change. ok is false
+// before a round has timed any.
+func (p *FsyncProbe) LastRoundP99() (seconds float64, ok bool) { return p.last.get() }
 
 // State returns the probe's state for collectors.
 func (p *FsyncProbe) State() FsyncState {

@@ -60,6 +60,32 @@ type NetworkProbe struct {
 
 	mu    sync.Mutex
 	peers map[string]bool // peer labels that have series
+	// lastConnect is each peer's last peer-port connect time, nil while
+	// its last attempt failed.
+	lastConnect map[string]*time.Duration
+}
+
+// SlowestPeerConnect returns the slowest of the peers' last TCP connects to
+// their peer ports, the figure that explains a leader change; ok is false
+// before any connect succeeded.
+func (p *NetworkProbe) SlowestPeerConnect() (seconds float64, ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, d := range p.lastConnect {
+		if d != nil {
+			seconds, ok = max(seconds, d.Seconds()), true
+		}
+	}
+	return seconds, ok
+}
+
+func (p *NetworkProbe) setConnect(peer string, d *time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.lastConnect == nil {
+		p.lastConnect = map[string]*time.Duration{}
+	}
+	p.lastConnect[peer] = d
 }
 
 // Name implements Probe.
@@ -93,6 +119,11 @@ func (p *NetworkProbe) Run(ctx context.Context, t *Target) error {
 			}
 		}
 		record(PhaseConnectPeer, addr, d, err, true)
+		if err != nil {
+			p.setConnect(peer, nil)
+		} else {
+			p.setConnect(peer, &d)
+		}
 	}
 
 	if u, err := url.Parse(t.Endpoint); err == nil && (u.Scheme == "http" || u.Scheme == "https") {
@@ -229,6 +260,7 @@ func (p *NetworkProbe) forgetGone() {
 	for peer := range p.peers {
 		if !current[peer] {
 			delete(p.peers, peer)
+			delete(p.lastConnect, peer)
 			p.RTT.DeletePartialMatch(prometheus.Labels{"peer": peer})
 			p.Up.DeletePartialMatch(prometheus.Labels{"peer": peer})
 		}

@@ -66,7 +66,8 @@ func (s *State) entry(t *Target) *TargetResults {
 	return r
 }
 
-// SetStatus stores a member's latest status; nil marks it unreachable.
+// SetStatus stores what a member last said of itself. Whether it is
+// reachable is the verdict of its last status run, not this.
 func (s *State) SetStatus(t *Target, st *Status) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -108,7 +109,6 @@ func (s *State) Snapshot(targets []*Target) []TargetResults {
 			}
 		}
 		r.Member, r.Endpoint, r.Local = t.Member(), t.Endpoint, t.Local
-		r.Requests = t.Requests()
 		out = append(out, r)
 	}
 	for t := range s.results {

@@ -72,6 +72,17 @@ func NewRunner(opts RunnerOptions) *Runner {
 	return r
 }
 
+// EveryMemberProbes names the probes that run against every member.
+func (r *Runner) EveryMemberProbes() []string {
+	var out []string
+	for _, s := range r.opts.Probes {
+		if s.Scope == EveryMember {
+			out = append(out, s.Probe.Name())
+		}
+	}
+	return out
+}
+
 // View returns the latest evaluated view.
 func (r *Runner) View() View { return *r.view.Load() }
 

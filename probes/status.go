@@ -2,6 +2,7 @@ package probes
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -17,25 +18,51 @@ import (
 type StatusProbe struct {
 	State   *State
 	Targets *Targets
+	// Local, when set, answers for the local member in process (an
+	// embedded etcd server): exact and without a round trip.
+	Local LocalStatus
 }
+
+// LocalStatus answers what a Status call would for a member embedded in
+// this process. An error that is ErrNotInProcess sends the probe to the
+// member's client API instead.
+type LocalStatus interface {
+	Status() (*Status, error)
+}
+
+// ErrNotInProcess: the member cannot be asked in process (its server has
+// stopped); ask it over its client API.
+var ErrNotInProcess = errors.New("not answerable in process")
 
 // Name implements Probe.
 func (p *StatusProbe) Name() string { return ProbeStatus }
 
 // Run implements Probe.
 func (p *StatusProbe) Run(ctx context.Context, t *Target) error {
-	resp, err := t.Maintenance.Status(ctx, t.Endpoint)
+	st, err := p.status(ctx, t)
 	if err != nil {
-		p.State.SetStatus(t, nil)
 		return fmt.Errorf("status: %w", err)
 	}
-	st := statusFromResponse(resp)
 	trace.SpanFromContext(ctx).SetAttributes(statusAttributes(st)...)
 	if st.MemberID != 0 && p.Targets != nil {
 		p.Targets.Identify(t, st.MemberID)
 	}
 	p.State.SetStatus(t, st)
 	return nil
+}
+
+func (p *StatusProbe) status(ctx context.Context, t *Target) (*Status, error) {
+	if t.Local && p.Local != nil {
+		st, err := p.Local.Status()
+		if !errors.Is(err, ErrNotInProcess) {
+			return st, err
+		}
+	}
+	resp, err := t.Maintenance.Status(ctx, t.Endpoint)
+	if err != nil {
+		return nil, err
+	}
+	return statusFromResponse(resp), nil
 }
 
 func statusFromResponse(resp *clientv3.StatusResponse) *Status {

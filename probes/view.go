@@ -47,11 +47,10 @@ type TargetResults struct {
 	Member   Member
 	Endpoint string
 	Local    bool
-	// Status is nil when the last status probe failed or has not run.
+	// Status is what the member last said of itself; it counts only while
+	// its last status run succeeded.
 	Status   *Status
 	Outcomes map[string]Outcome
-	// Requests counts the requests sent to the target, by gRPC method.
-	Requests map[string]uint64
 }
 
 // MemberView is one member in the evaluated cluster view.
@@ -60,7 +59,8 @@ type MemberView struct {
 	Label    string
 	Endpoint string
 	Local    bool
-	// Reachable: the member answered its last status probe.
+	// Reachable: the member's last status run succeeded (the runner's
+	// verdict); Status is then what it said.
 	Reachable bool
 	// Healthy: a voter answered its last linearizable read; a learner,
 	// which refuses those, answered its last serializable read and has
@@ -84,7 +84,6 @@ type MemberView struct {
 	RaftIndexLag uint64
 	Status       *Status
 	Outcomes     map[string]Outcome
-	Requests     map[string]uint64
 }
 
 // View is the cluster as one agent sees it after a probe round.
@@ -300,11 +299,13 @@ func memberView(r TargetResults) MemberView {
 		Label:    label,
 		Endpoint: r.Endpoint,
 		Local:    r.Local,
-		Status:   r.Status,
 		Outcomes: r.Outcomes,
-		Requests: r.Requests,
 	}
-	m.Reachable = r.Status != nil
+	// One verdict per run: reachable is the status run's outcome, and
+	// what the member said counts only then.
+	if m.Reachable = r.Outcomes[ProbeStatus].OK && r.Status != nil; m.Reachable {
+		m.Status = r.Status
+	}
 	m.Healthy = r.Outcomes[ProbeReadLinearizable].OK
 	m.Serializable = r.Outcomes[ProbeReadSerializable].OK
 	for _, p := range []string{ProbeStatus, ProbeReadLinearizable, ProbeReadSerializable, ProbeMemberList} {

@@ -21,7 +21,7 @@ func result(id, leader, term, index uint64, healthy bool) TargetResults {
 		Endpoint: "http://m",
 		Local:    id == 1,
 		Status:   &Status{MemberID: id, Leader: leader, Term: term, RaftIndex: index, AppliedIndex: index},
-		Outcomes: map[string]Outcome{ProbeReadLinearizable: {OK: healthy, At: time.Unix(1, 0)}, ProbeReadSerializable: {OK: true, At: time.Unix(1, 0)}},
+		Outcomes: map[string]Outcome{ProbeStatus: {OK: true, At: time.Unix(1, 0)}, ProbeReadLinearizable: {OK: healthy, At: time.Unix(1, 0)}, ProbeReadSerializable: {OK: true, At: time.Unix(1, 0)}},
 	}
 }
 

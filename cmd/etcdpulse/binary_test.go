@@ -243,7 +243,7 @@ func quietArgs(t *testing.T) []string {
 	}
 	endpoint := "http://" + l.Addr().String()
 	l.Close()
-	return []string{"--etcd.endpoints", endpoint, "--etcd.data-dir", t.TempDir(), "--etcd.process-name", ""}
+	return []string{"--etcd.endpoints", endpoint, "--etcd.data-dir", t.TempDir(), "--host.process-name", ""}
 }
 
 // --web.systemd-socket serves on the socket systemd passes (fd 3, with

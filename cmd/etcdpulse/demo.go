@@ -17,6 +17,7 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/mattn/go-isatty"
+	"github.com/prometheus/client_golang/prometheus"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/etcdpulse/etcdpulse/agent"
@@ -92,7 +93,7 @@ func (f *demoValues) validate() error {
 // listenError words agent.Listen's error for the demo, whose agents'
 // addresses come from --web.port, not --web.listen-address.
 func (f *demoValues) listenError(err error) string {
-	var le *agent.ListenError
+	var le *listenError
 	switch {
 	case errors.As(err, &le) && le.InUse():
 		return fmt.Sprintf("--web.port %d: %s is already in use by another process; pick another port (the three agents take --web.port and the next two)", f.port, le.Addr)
@@ -132,7 +133,7 @@ func runDemo(f *demoValues, stdout, stderr io.Writer) int {
 	for i := range 3 {
 		addrs = append(addrs, net.JoinHostPort(f.host, strconv.Itoa(f.port+i)))
 	}
-	ls, err := agent.Listen(addrs)
+	ls, err := listenAll(addrs)
 	if err != nil {
 		return fail("%s", f.listenError(err))
 	}
@@ -177,30 +178,40 @@ func runDemo(f *demoValues, stdout, stderr io.Writer) int {
 
 	logger := slog.New(slog.DiscardHandler)
 	var agents []*agent.Agent
+	var registries []*prometheus.Registry
 	for i, m := range cluster.Members {
 		cfg := agent.DefaultConfig()
-		// The local member first; the others help while it is down.
-		cfg.Etcd.Endpoints = append([]string{m.ClientURL}, without(cluster.ClientURLs(), m.ClientURL)...)
-		cfg.Etcd.MetricsURL = m.MetricsURL
-		cfg.Web.ListenAddresses = []string{addrs[i]}
-		// The member's own data directory and a probe directory of its
-		// own beside it, as on separate nodes, so that the fsync probe
-		// measures the demo's disk (it refuses, correctly, where the temp
-		// dir is tmpfs).
-		cfg.Etcd.DataDir = m.Dir
+		// A probe directory of its own beside the member's data directory
+		// (which Attach finds, with its client and metrics URLs), as on
+		// separate nodes, so that the fsync probe measures the demo's
+		// disk (it refuses, correctly, where the temp dir is tmpfs).
 		cfg.Disk.ProbeDir = m.ProbeDir
 		cfg.Host.PIDFile = pidFile
 		// Spans stay in memory, with no exporter: /debug/tracez shows them.
 		tp := sdktrace.NewTracerProvider()
 		tps = append(tps, tp)
-		a, err := agent.New(agent.Options{Config: cfg, Logger: logger, TracerProvider: tp})
+		reg := newRegistry(webConfig{})
+		// Attached as a program that embeds etcd would: the member's own
+		// status is read in process. The local member first; the others
+		// help while it is down.
+		a, err := agent.Attach(m.Etcd(), agent.Options{
+			Endpoints:      append([]string{m.ClientURL}, without(cluster.ClientURLs(), m.ClientURL)...),
+			Config:         &cfg,
+			Logger:         logger,
+			TracerProvider: tp,
+			Registerer:     reg,
+		})
 		if err != nil {
 			return fail("%v", err)
 		}
-		agents = append(agents, a)
-		wg.Add(2)
-		go func() { defer wg.Done(); _ = a.Run(ctx) }()
-		go func() { defer wg.Done(); _ = agent.Serve(ctx, ls[i:i+1], "", a.Handler(), logger) }()
+		agents, registries = append(agents, a), append(registries, reg)
+		if err := a.Start(ctx); err != nil {
+			return fail("%v", err)
+		}
+		defer a.Stop()
+		h := newHandler(a, reg, webConfig{TelemetryPath: defaultTelemetryPath}, logger)
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = serve(ctx, ls[i:i+1], "", h, logger) }()
 	}
 
 	promPath := f.promConfig
@@ -238,7 +249,7 @@ func runDemo(f *demoValues, stdout, stderr io.Writer) int {
 	if f, ok := stdout.(*os.File); ok {
 		tty = isatty.IsTerminal(f.Fd())
 	}
-	board := &statusBoard{cluster: cluster, agents: agents, addrs: addrs, promConfig: promPath, prom: prom, chaos: f.chaos, events: events}
+	board := &statusBoard{cluster: cluster, agents: agents, registries: registries, addrs: addrs, promConfig: promPath, prom: prom, chaos: f.chaos, events: events}
 	tick := time.NewTicker(f.statusInterval)
 	defer tick.Stop()
 	for {

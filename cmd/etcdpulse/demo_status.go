@@ -25,6 +25,7 @@ const statusWidth = 80
 type statusBoard struct {
 	cluster    *demo.Cluster
 	agents     []*agent.Agent
+	registries []*prometheus.Registry // each agent's
 	addrs      []string
 	promConfig string
 	prom       *demo.Prometheus
@@ -83,11 +84,11 @@ func (b *statusBoard) screen(now time.Time) statusScreen {
 		}
 	}
 	s.wasLeader = b.wasLeader
-	for i, a := range b.agents {
+	for i := range b.agents {
 		s.agents = append(s.agents, agentRow{
 			member:  b.cluster.Members[i].Name,
 			metrics: "http://" + b.addrs[i] + "/metrics",
-			fsync:   fsyncSummary(a.Registry()),
+			fsync:   fsyncSummary(b.registries[i]),
 		})
 	}
 	if b.prom != nil {

@@ -35,7 +35,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	app.ErrorWriter(stderr)
 	runCmd, runFlags := addRunCommand(app)
 	demoCmd, demoFlags := addDemoCommand(app)
-	docsCmd := addDocsCommand(app)
+	docsMetricsCmd, docsConfigCmd := addDocsCommand(app)
 	alertsCmd, alertsFormat := addAlertsCommand(app)
 	dashboardsCmd, dashboardsDir := addDashboardsCommand(app)
 	app.Command("version", "Print the version.")
@@ -54,8 +54,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runAlerts(*alertsFormat, stdout, stderr)
 	case dashboardsCmd.FullCommand():
 		return runDashboards(*dashboardsDir, stdout, stderr)
-	case docsCmd.FullCommand():
-		fmt.Fprint(stdout, docsText())
+	case docsMetricsCmd.FullCommand():
+		fmt.Fprint(stdout, metricsReference())
+	case docsConfigCmd.FullCommand():
+		text, err := configurationReference()
+		if err != nil {
+			fmt.Fprintf(stderr, "etcdpulse: %v\n", err)
+			return 1
+		}
+		fmt.Fprint(stdout, text)
 	case "version":
 		fmt.Fprintln(stdout, version.Print("etcdpulse"))
 	}

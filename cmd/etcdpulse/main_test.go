@@ -23,7 +23,6 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/etcdpulse/etcdpulse/agent"
 	"github.com/etcdpulse/etcdpulse/alerts"
 	"github.com/etcdpulse/etcdpulse/internal/promtool"
 	"github.com/etcdpulse/etcdpulse/internal/testenv"
@@ -42,14 +41,17 @@ func TestConfigCheck(t *testing.T) {
 		code int
 		out  string // exact stderr, or stdout when code is 0
 	}{
-		{[]string{"run", "--config.file", "../../agent/testdata/config/good.yml", "--config.check"}, 0, "configuration is valid\n"},
+		{[]string{"run", "--config.file", "testdata/config/good.yml", "--config.check"}, 0, "configuration is valid\n"},
 		{[]string{"run", "--config.check"}, 0, "configuration is valid\n"},
-		{[]string{"run", "--config.file", "../../agent/testdata/config/unknown-field.yml", "--config.check"}, 1,
-			"etcdpulse: invalid configuration:\n  --config.file ../../agent/testdata/config/unknown-field.yml: line 2: unknown field \"etcd.endpoint\" (valid fields of etcd: endpoints, tls, dial_timeout, username, password, key_prefix, data_dir, wal_dir, metrics_url)\n"},
+		{[]string{"run", "--config.file", "testdata/config/unknown-field.yml", "--config.check"}, 1,
+			"etcdpulse: invalid configuration:\n  --config.file testdata/config/unknown-field.yml: line 2: unknown field \"etcd.endpoint\" (valid fields of etcd: endpoints, tls, dial_timeout, username, password, key_prefix, data_dir, wal_dir, metrics_url)\n"},
 		{[]string{"run", "--etcd.endpoints", "127.0.0.1:2379", "--config.check"}, 1,
 			"etcdpulse: invalid configuration:\n  etcd.endpoints[0] (--etcd.endpoints): \"127.0.0.1:2379\" is not a client URL (expected http://host:port or https://host:port)\n"},
+		{[]string{"run", "--etcd.tls.ca-file", "/nonexistent/ca.crt", "--config.check"}, 1,
+			"etcdpulse: invalid configuration:\n  etcd.tls.ca_file (--etcd.tls.ca-file): cannot read \"/nonexistent/ca.crt\": no such file or directory\n"},
+		// The former name still works.
 		{[]string{"run", "--etcd.cacert", "/nonexistent/ca.crt", "--config.check"}, 1,
-			"etcdpulse: invalid configuration:\n  etcd.tls.ca_file (--etcd.cacert): cannot read \"/nonexistent/ca.crt\": no such file or directory\n"},
+			"etcdpulse: invalid configuration:\n  etcd.tls.ca_file (--etcd.tls.ca-file): cannot read \"/nonexistent/ca.crt\": no such file or directory\n"},
 		{[]string{"run", "--log.format", "xml", "--config.check"}, 1,
 			"etcdpulse: invalid configuration:\n  log.format (--log.format): \"xml\" is not one of logfmt, json\n"},
 		{[]string{"run", "--etcd.endpoints", "http://127.0.0.1:99999", "--config.check"}, 1,
@@ -60,8 +62,8 @@ func TestConfigCheck(t *testing.T) {
 		// to bind it, so the check does (nothing is sent anywhere).
 		{[]string{"run", "--web.listen-address", "192.0.2.1:12379", "--config.check"}, 1,
 			"etcdpulse: invalid configuration:\n  web.listen_addresses[0] (--web.listen-address): cannot listen on 192.0.2.1:12379: bind: cannot assign requested address\n"},
-		{[]string{"run", "--config.file", "../../agent/testdata/config/bad-int.yml", "--config.check"}, 1,
-			"etcdpulse: invalid configuration:\n  --config.file ../../agent/testdata/config/bad-int.yml: line 2: field disk.syncs: expected an integer, got \"many\"\n"},
+		{[]string{"run", "--config.file", "testdata/config/bad-int.yml", "--config.check"}, 1,
+			"etcdpulse: invalid configuration:\n  --config.file testdata/config/bad-int.yml: line 2: field disk.syncs: expected an integer, got \"many\"\n"},
 		{[]string{"run", "--web.telemetry-path", "/healthz", "--config.check"}, 1,
 			"etcdpulse: invalid configuration:\n  web.telemetry_path (--web.telemetry-path): \"/healthz\" is the agent's health endpoint; pick another path, such as \"/metrics\"\n"},
 		{[]string{"run", "--no-such-flag"}, 2, "etcdpulse: unknown long flag '--no-such-flag'\n"},
@@ -109,7 +111,7 @@ func TestFlagsOverrideFile(t *testing.T) {
 	if _, err := app.Parse([]string{"run", "--config.file", path, "--etcd.endpoints", "http://127.0.0.1:2379,http://127.0.0.2:2379"}); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := f.config()
+	cfg, err := f.load()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,14 +131,14 @@ func TestWebFlagsOverrideFile(t *testing.T) {
 	if err := os.WriteFile(path, []byte(file), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	parse := func(args ...string) agent.WebConfig {
+	parse := func(args ...string) webConfig {
 		t.Helper()
 		app := kingpin.New("etcdpulse", "")
 		_, f := addRunCommand(app)
 		if _, err := app.Parse(append([]string{"run", "--config.file", path}, args...)); err != nil {
 			t.Fatal(err)
 		}
-		cfg, err := f.config()
+		cfg, err := f.load()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -147,7 +149,7 @@ func TestWebFlagsOverrideFile(t *testing.T) {
 	}
 	args := []string{"--web.listen-address", "127.0.0.1:9002", "--web.listen-address", "127.0.0.1:9003",
 		"--web.telemetry-path", "/from-flag", "--no-web.enable-pprof"}
-	want := agent.WebConfig{
+	want := webConfig{
 		ListenAddresses: []string{"127.0.0.1:9002", "127.0.0.1:9003"},
 		TelemetryPath:   "/from-flag",
 		// Not given as a flag: the file's.
@@ -165,7 +167,7 @@ func TestWebFlagsOverrideFile(t *testing.T) {
 
 // --web.systemd-socket without sockets from systemd is a clear error.
 func TestSystemdSocketMissing(t *testing.T) {
-	code, _, errOut := runCmd("run", "--web.systemd-socket", "--etcd.endpoints", "http://127.0.0.1:1", "--etcd.process-name", "")
+	code, _, errOut := runCmd("run", "--web.systemd-socket", "--etcd.endpoints", "http://127.0.0.1:1", "--host.process-name", "")
 	want := "etcdpulse: --web.systemd-socket: systemd passed no listening socket (LISTEN_FDS and LISTEN_PID unset or not for this process); start etcdpulse from a systemd .socket unit, or drop the flag to bind --web.listen-address\n"
 	if code != 1 || errOut != want {
 		t.Errorf("exit %d, stderr %q; want exit 1, %q", code, errOut, want)
@@ -557,4 +559,38 @@ func freeBase(t *testing.T) int {
 	}
 	t.Fatal("no three consecutive free ports")
 	return 0
+}
+
+// Every setting has a flag after its YAML path; a former name still sets
+// the same field, and is reported for the deprecation warning.
+func TestFlagsFromTable(t *testing.T) {
+	path := t.TempDir() + "/c.yml"
+	if err := os.WriteFile(path, []byte("disk:\n  syncs: 8\n  interval: 30s\nhost:\n  pid_file: /from/file\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	app := kingpin.New("etcdpulse", "")
+	_, f := addRunCommand(app)
+	args := []string{"run", "--config.file", path, "--disk.syncs", "4", "--no-network.enabled",
+		"--probes.status.timeout", "500ms", "--etcd.pid-file", "/from/flag", "--etcd.tls.server-name", "etcd.example"}
+	if _, err := app.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := f.load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Disk.Syncs != 4 || time.Duration(cfg.Disk.Interval) != 30*time.Second || cfg.Network.Enabled ||
+		time.Duration(cfg.Probes.Status.Timeout) != 500*time.Millisecond || cfg.Host.PIDFile != "/from/flag" ||
+		cfg.Etcd.TLS.ServerName != "etcd.example" {
+		t.Errorf("config = %+v", cfg.Config)
+	}
+	if !slices.Equal(f.config.deprecated, []string{"etcd.pid-file"}) {
+		t.Errorf("deprecated flags used = %v, want [etcd.pid-file]", f.config.deprecated)
+	}
+	// A value of the wrong type is refused by the flag parser, naming it.
+	app = kingpin.New("etcdpulse", "")
+	addRunCommand(app)
+	if _, err := app.Parse([]string{"run", "--disk.syncs", "many"}); err == nil || !strings.Contains(err.Error(), "--disk.syncs") || !strings.Contains(err.Error(), `expected an integer, got "many"`) {
+		t.Errorf("--disk.syncs many: %v", err)
+	}
 }

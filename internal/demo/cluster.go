@@ -127,6 +127,14 @@ func (c *Cluster) start(ctx context.Context, m *Member, state string) error {
 }
 
 // Running reports whether the member is up.
+// Etcd is the member's embedded server, nil while it is killed.
+func (m *Member) Etcd() *embed.Etcd {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.etcd
+}
+
+// Running reports whether the member's server runs.
 func (m *Member) Running() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()

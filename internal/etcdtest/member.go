@@ -27,9 +27,10 @@ import (
 	"github.com/etcdpulse/etcdpulse/internal/delayproxy"
 )
 
-// ErrFreezeInProcess is returned by Freeze and Thaw for in-process members,
-// which share the test's process and so cannot be stopped with SIGSTOP.
-var ErrFreezeInProcess = errors.New("etcdtest: Freeze/Thaw need Mode Process (SIGSTOP cannot freeze an in-process member); start the cluster with Options{Mode: etcdtest.Process}")
+// ErrFreezeInProcess is returned by Freeze and Thaw for in-process members
+// of a cluster without peer proxies: SIGSTOP cannot stop a member that
+// shares the test's process, and its traffic can only be held at proxies.
+var ErrFreezeInProcess = errors.New("etcdtest: Freeze/Thaw of an in-process member need Options{PeerProxy: true} without TLS, or Mode Process")
 
 // Member is one etcd member of a Cluster.
 type Member struct {
@@ -124,6 +125,17 @@ func (m *Member) runningLocked() bool {
 		}
 	}
 	return true
+}
+
+// Etcd is the embedded server of a running in-process member; nil in
+// Process mode or when it is not running.
+func (m *Member) Etcd() *embed.Etcd {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.runningLocked() {
+		return nil
+	}
+	return m.etcd
 }
 
 // PID is the member's process ID in Process mode; 0 for an in-process
@@ -224,17 +236,21 @@ func (m *Member) waitClosed() {
 	}
 }
 
-// Freeze stops the member's process with SIGSTOP (Process mode only).
+// Freeze stops the member's process with SIGSTOP. An in-process member
+// (with Options.PeerProxy, without TLS) is frozen at its proxies instead:
+// its client and peer ports black-hole (connections stay open and nothing
+// answers, as with a stopped process), and what it sends its peers is
+// dropped.
 func (m *Member) Freeze() error { return m.signal("Freeze", syscall.SIGSTOP, true) }
 
-// Thaw resumes a frozen member with SIGCONT (Process mode only).
+// Thaw resumes a frozen member with SIGCONT, or opens its proxies again.
 func (m *Member) Thaw() error { return m.signal("Thaw", syscall.SIGCONT, false) }
 
 // signal sends SIGSTOP or SIGCONT to the member's process and waits until
 // /proc shows the process stopped or running again.
 func (m *Member) signal(op string, sig syscall.Signal, frozen bool) error {
 	if m.c.opts.Mode != Process {
-		return ErrFreezeInProcess
+		return m.freezeAtProxies(op, frozen)
 	}
 	m.op.Lock()
 	defer m.op.Unlock()
@@ -254,6 +270,50 @@ func (m *Member) signal(op string, sig syscall.Signal, frozen bool) error {
 		state = "frozen"
 	}
 	m.c.log.Info("etcdtest: member "+state, "member", m.name)
+	return nil
+}
+
+// freezeAtProxies freezes (or thaws) an in-process member at its proxies.
+func (m *Member) freezeAtProxies(op string, frozen bool) error {
+	c := m.c
+	if !c.opts.PeerProxy || c.opts.TLS != nil {
+		return ErrFreezeInProcess
+	}
+	m.op.Lock()
+	defer m.op.Unlock()
+	m.mu.Lock()
+	client, peer, id, running := m.proxy, m.peerProxy, m.id, m.runningLocked()
+	m.mu.Unlock()
+	if !running || client == nil || peer == nil || id == 0 {
+		return fmt.Errorf("etcdtest: %s: %s is not running", op, m.name)
+	}
+	mode, match := delayproxy.Forward, []byte(nil)
+	if frozen {
+		mode, match = delayproxy.Blackhole, []byte("X-Server-From: "+types.ID(id).String()+"\r\n")
+	}
+	for _, p := range []*delayproxy.Proxy{client, peer} {
+		if err := p.SetMode(mode); err != nil {
+			return fmt.Errorf("etcdtest: %s %s: %w", op, m.name, err)
+		}
+	}
+	for _, o := range c.Members() {
+		if o == m {
+			continue
+		}
+		o.mu.Lock()
+		if o.peerProxy != nil {
+			o.peerProxy.SetDropMatching(match)
+		}
+		o.mu.Unlock()
+	}
+	m.mu.Lock()
+	m.frozen = frozen
+	m.mu.Unlock()
+	state := "thawed"
+	if frozen {
+		state = "frozen"
+	}
+	c.log.Info("etcdtest: member "+state+" at its proxies", "member", m.name)
 	return nil
 }
 

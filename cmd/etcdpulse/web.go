@@ -1,4 +1,4 @@
-package agent
+package main
 
 import (
 	"context"
@@ -15,61 +15,63 @@ import (
 
 	"github.com/coreos/go-systemd/v22/activation"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
+
+	"github.com/etcdpulse/etcdpulse/agent"
 )
 
-// newMetricsHandler serves the registry; unless the exporter metrics are
-// off, it also counts its own requests on it (promhttp_metric_handler_*).
-func newMetricsHandler(reg *prometheus.Registry, disableExporterMetrics bool, logger *slog.Logger) http.Handler {
-	var h http.Handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+// newRegistry is the process's one registry: the agent's metrics and,
+// unless they are off, the process's own (go_*, process_*).
+func newRegistry(w webConfig) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	if !w.DisableExporterMetrics {
+		// The agent's own process, as every Prometheus exporter reports it.
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	return reg
+}
+
+// newHandler serves the metrics on the telemetry path (counting its own
+// requests, promhttp_metric_handler_*, unless the exporter metrics are
+// off), the agent's health and trace pages, profiles when enabled, and a
+// landing page at "/".
+func newHandler(a *agent.Agent, reg *prometheus.Registry, w webConfig, logger *slog.Logger) http.Handler {
+	var metrics http.Handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		EnableOpenMetrics: true,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelError),
 		ErrorHandling:     promhttp.ContinueOnError,
 	})
-	if !disableExporterMetrics {
-		h = promhttp.InstrumentMetricHandler(reg, h)
+	if !w.DisableExporterMetrics {
+		metrics = promhttp.InstrumentMetricHandler(reg, metrics)
 	}
-	return h
-}
-
-func newHandler(a *Agent) http.Handler {
-	wc := a.cfg.Web
 	mux := http.NewServeMux()
-	mux.Handle(wc.TelemetryPath, a.metrics)
-	// Recent probe spans, by name and latency, without any collector.
-	mux.Handle("/debug/tracez", a.tracez)
-	if wc.EnablePprof {
+	mux.Handle(w.TelemetryPath, metrics)
+	for _, path := range []string{"/healthz", "/readyz", "/debug/tracez"} {
+		mux.Handle(path, a.Handler())
+	}
+	if w.EnablePprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !a.Ready() {
-			http.Error(w, "first probe round not done yet", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
 	landing, err := web.NewLandingPage(web.LandingConfig{
 		Name:        "etcdpulse",
 		Description: "Health-monitoring agent for etcd: leader, quorum and member health, probed actively.",
 		Version:     version.Info(),
 		Links: []web.LandingLinks{
-			{Address: wc.TelemetryPath, Text: "Metrics"},
+			{Address: w.TelemetryPath, Text: "Metrics"},
 			{Address: "/healthz", Text: "Health", Description: "the agent is alive"},
 			{Address: "/readyz", Text: "Readiness", Description: "the first probe round is done"},
 			{Address: "/debug/tracez", Text: "Traces", Description: "recent probe spans (zpages)"},
 		},
 		// The page shows its box of /debug/pprof links unless told
 		// "false": only offer them where they are served.
-		Profiling: strconv.FormatBool(wc.EnablePprof),
+		Profiling: strconv.FormatBool(w.EnablePprof),
 	})
 	if err == nil {
 		mux.Handle("/", landing)
@@ -77,9 +79,9 @@ func newHandler(a *Agent) http.Handler {
 	return mux
 }
 
-// Listen binds every address before anything is served, so that a taken
+// listenAll binds every address before anything is served, so that a taken
 // port is an immediate, clear error.
-func Listen(addresses []string) ([]net.Listener, error) {
+func listenAll(addresses []string) ([]net.Listener, error) {
 	var ls []net.Listener
 	for _, addr := range addresses {
 		l, err := net.Listen("tcp", addr)
@@ -87,17 +89,17 @@ func Listen(addresses []string) ([]net.Listener, error) {
 			for _, l := range ls {
 				l.Close()
 			}
-			return nil, &ListenError{Addr: addr, Err: err}
+			return nil, &listenError{Addr: addr, Err: err}
 		}
 		ls = append(ls, l)
 	}
 	return ls, nil
 }
 
-// SystemdListeners returns the sockets systemd passed to the process
+// systemdListeners returns the sockets systemd passed to the process
 // (socket activation: LISTEN_PID, LISTEN_FDS and the descriptors from 3
 // on), the way exporter-toolkit takes them for --web.systemd-socket.
-func SystemdListeners() ([]net.Listener, error) {
+func systemdListeners() ([]net.Listener, error) {
 	ls, err := activation.Listeners()
 	if err != nil {
 		return nil, fmt.Errorf("--web.systemd-socket: %w", err)
@@ -115,29 +117,29 @@ func SystemdListeners() ([]net.Listener, error) {
 	return out, nil
 }
 
-// ListenError is an address Listen could not bind. Its message names
+// listenError is an address Listen could not bind. Its message names
 // --web.listen-address, the run command's flag; a command whose flags
 // differ (the demo's --web.port) words its own from Addr and InUse.
-type ListenError struct {
+type listenError struct {
 	Addr string
 	Err  error
 }
 
 // InUse reports whether another process holds the port.
-func (e *ListenError) InUse() bool { return errors.Is(e.Err, syscall.EADDRINUSE) }
+func (e *listenError) InUse() bool { return errors.Is(e.Err, syscall.EADDRINUSE) }
 
-func (e *ListenError) Error() string {
+func (e *listenError) Error() string {
 	if e.InUse() {
 		return fmt.Sprintf("--web.listen-address %s: the port is already in use by another process; pick another address", e.Addr)
 	}
 	return fmt.Sprintf("--web.listen-address %s: %v", e.Addr, e.Err)
 }
 
-func (e *ListenError) Unwrap() error { return e.Err }
+func (e *listenError) Unwrap() error { return e.Err }
 
-// Serve serves h on the listeners, with TLS and authentication from an
+// serve serves h on the listeners, with TLS and authentication from an
 // exporter-toolkit web config file when one is given, until ctx is done.
-func Serve(ctx context.Context, ls []net.Listener, webConfigFile string, h http.Handler, logger *slog.Logger) error {
+func serve(ctx context.Context, ls []net.Listener, webConfigFile string, h http.Handler, logger *slog.Logger) error {
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -166,8 +168,8 @@ func Serve(ctx context.Context, ls []net.Listener, webConfigFile string, h http.
 	}
 }
 
-// Addresses formats listener addresses for logs.
-func Addresses(ls []net.Listener) string {
+// addrString formats listener addresses for logs.
+func addrString(ls []net.Listener) string {
 	var out []string
 	for _, l := range ls {
 		out = append(out, l.Addr().String())

@@ -1,16 +1,35 @@
 package agent
 
 import (
-	"fmt"
 	"path/filepath"
-	"strings"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/etcdpulse/etcdpulse/collectors"
 	"github.com/etcdpulse/etcdpulse/probes"
 )
+
+// disk measures fdatasync on the WAL's filesystem the way etcd's WAL syncs
+// (a small sequential write into a fresh preallocated file, then
+// fdatasync), and reports a sync that does not return: a hung disk.
+var disk = capability{
+	name:  "disk",
+	title: "Disk",
+	settings: []Setting{
+		setting("disk.enabled", "Run the fsync probe.", func(c *Config) any { return &c.Disk.Enabled }),
+		setting("disk.probe_dir", "Directory for the probe's file, on the WAL's filesystem and outside member/; empty: "+DefaultProbeDirName+" beside the data directory (beside the WAL directory when etcd.wal_dir is outside the data directory).",
+			func(c *Config) any { return &c.Disk.ProbeDir }),
+		setting("disk.interval", "Time between two rounds of syncs; each fdatasync also flushes etcd's writes from the disk cache.", func(c *Config) any { return &c.Disk.Interval }),
+		setting("disk.syncs", "write+fdatasync pairs in a round.", func(c *Config) any { return &c.Disk.Syncs }),
+		setting("disk.write_size", "Bytes written before each fdatasync (etcd's fio guidance: 2300).", func(c *Config) any { return &c.Disk.WriteSize }),
+		setting("disk.file_size", "Preallocated size of the probe file, and so the most it holds; at least disk.syncs × disk.write_size.", func(c *Config) any { return &c.Disk.FileSize }),
+		setting("disk.stall_threshold", "A disk operation outstanding longer is reported stalled (etcdpulse_disk_fsync_stalled).", func(c *Config) any { return &c.Disk.StallThreshold }),
+		setting("disk.timeout", "Deadline of a round.", func(c *Config) any { return &c.Disk.Timeout }),
+	},
+	metrics:  collectors.DiskMetrics,
+	defaults: func(c *Config) { c.Disk = defaultDiskConfig() },
+	validate: func(c *Config, bad badFunc) { c.Disk.validate(c.Etcd, bad) },
+	wire:     wireDisk,
+}
 
 // DiskConfig configures the fsync probe on the filesystem of the WAL.
 type DiskConfig struct {
@@ -90,70 +109,61 @@ func (d DiskConfig) Dir(e EtcdConfig) string {
 	return filepath.Join(filepath.Dir(filepath.Clean(e.DataDir)), DefaultProbeDirName)
 }
 
-// within reports whether path is dir or below it.
-func within(path, dir string) bool {
-	if path == "" || dir == "" {
-		return false
-	}
-	rel, err := filepath.Rel(filepath.Clean(dir), filepath.Clean(path))
-	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
-}
-
-// validate reports problems through bad(field, flag, format, args...).
-func (d DiskConfig) validate(etcd EtcdConfig, bad func(field, flag, format string, args ...any)) {
+// validate reports problems through bad.
+func (d DiskConfig) validate(etcd EtcdConfig, bad badFunc) {
 	if !d.Enabled {
 		return
 	}
 	if etcd.DataDir == "" {
-		bad("etcd.data_dir", "etcd.data-dir", "must name the member's data directory (etcd's --data-dir), or disable the fsync probe with disk.enabled: false")
+		bad("etcd.data_dir", "must name the member's data directory (etcd's --data-dir), or disable the fsync probe with disk.enabled: false")
 	}
 	dir := d.Dir(etcd)
 	member := filepath.Join(etcd.DataDir, "member")
 	switch {
 	case etcd.DataDir != "" && within(dir, member):
-		bad("disk.probe_dir", "disk.probe-dir", "%q is inside the member directory %q, which etcd owns: use a directory beside the data directory, such as %q", dir, member, filepath.Join(filepath.Dir(filepath.Clean(etcd.DataDir)), DefaultProbeDirName))
+		bad("disk.probe_dir", "%q is inside the member directory %q, which etcd owns: use a directory beside the data directory, such as %q", dir, member, filepath.Join(filepath.Dir(filepath.Clean(etcd.DataDir)), DefaultProbeDirName))
 	case within(dir, etcd.WAL()):
-		bad("disk.probe_dir", "disk.probe-dir", "%q is inside the WAL directory %q, which etcd owns: use a directory beside it on the same filesystem", dir, etcd.WAL())
+		bad("disk.probe_dir", "%q is inside the WAL directory %q, which etcd owns: use a directory beside it on the same filesystem", dir, etcd.WAL())
 	case etcd.DataDir != "" && filepath.Clean(dir) == filepath.Clean(etcd.DataDir):
-		bad("disk.probe_dir", "disk.probe-dir", "%q is the data directory itself: use a directory of its own, such as %q", dir, filepath.Join(filepath.Dir(filepath.Clean(etcd.DataDir)), DefaultProbeDirName))
+		bad("disk.probe_dir", "%q is the data directory itself: use a directory of its own, such as %q", dir, filepath.Join(filepath.Dir(filepath.Clean(etcd.DataDir)), DefaultProbeDirName))
 	}
 	if d.Interval < Duration(minDiskInterval) {
-		bad("disk.interval", "", "must be at least %s, got %s: every fdatasync also flushes etcd's writes from the disk cache", minDiskInterval, d.Interval)
+		bad("disk.interval", "must be at least %s, got %s: every fdatasync also flushes etcd's writes from the disk cache", minDiskInterval, d.Interval)
 	}
 	if d.Syncs < 1 || d.Syncs > maxDiskSyncs {
-		bad("disk.syncs", "", "must be between 1 and %d, got %d: bursts stay small so that etcd's own syncs do not queue behind them", maxDiskSyncs, d.Syncs)
+		bad("disk.syncs", "must be between 1 and %d, got %d: bursts stay small so that etcd's own syncs do not queue behind them", maxDiskSyncs, d.Syncs)
 	}
 	if d.WriteSize < 1 {
-		bad("disk.write_size", "", "must be positive, got %d", d.WriteSize)
+		bad("disk.write_size", "must be positive, got %d", d.WriteSize)
 	}
 	switch need := int64(d.Syncs) * int64(d.WriteSize); {
 	case d.FileSize > maxDiskFileSize:
-		bad("disk.file_size", "", "must be at most %d (64 MiB, one etcd WAL segment), got %d", maxDiskFileSize, d.FileSize)
+		bad("disk.file_size", "must be at most %d (64 MiB, one etcd WAL segment), got %d", maxDiskFileSize, d.FileSize)
 	case d.FileSize < need:
-		bad("disk.file_size", "", "must hold a round's writes: at least disk.syncs × disk.write_size = %d bytes, got %d", need, d.FileSize)
+		bad("disk.file_size", "must hold a round's writes: at least disk.syncs × disk.write_size = %d bytes, got %d", need, d.FileSize)
 	}
 	if d.Interval > 0 && d.Syncs > 0 && d.WriteSize > 0 {
 		perMinute := float64(d.Syncs) * float64(d.WriteSize) * float64(time.Minute) / float64(d.Interval)
 		if perMinute > maxDiskBytesPerMinute {
-			bad("disk.syncs", "", "the probe would write %.0f bytes a minute (disk.syncs × disk.write_size per disk.interval); keep it under %d (16 MiB)", perMinute, maxDiskBytesPerMinute)
+			bad("disk.syncs", "the probe would write %.0f bytes a minute (disk.syncs × disk.write_size per disk.interval); keep it under %d (16 MiB)", perMinute, maxDiskBytesPerMinute)
 		}
 	}
 	if d.StallThreshold <= 0 {
-		bad("disk.stall_threshold", "", "must be positive, got %s", d.StallThreshold)
+		bad("disk.stall_threshold", "must be positive, got %s", d.StallThreshold)
 	}
 	switch {
 	case d.Timeout <= 0:
-		bad("disk.timeout", "", "must be positive, got %s", d.Timeout)
+		bad("disk.timeout", "must be positive, got %s", d.Timeout)
 	case d.Timeout > d.Interval:
-		bad("disk.timeout", "", "must not exceed disk.interval (%s), got %s", d.Interval, d.Timeout)
+		bad("disk.timeout", "must not exceed disk.interval (%s), got %s", d.Interval, d.Timeout)
 	}
 }
 
-// addDisk wires the disk capability into a new agent: the fsync probe on
-// the local member's WAL filesystem, its histogram and its collector. A
-// data directory that does not exist is not an error here: the probe
-// reports itself refused (no_wal_dir) and the rest of the agent runs.
-func addDisk(w *wiring) error {
+// wireDisk adds the fsync probe on the local member's WAL filesystem, its
+// histogram and its collector. A data directory that does not exist is not
+// an error here: the probe reports itself refused (no_wal_dir) and the
+// rest of the agent runs.
+func wireDisk(w *wiring) error {
 	d := w.cfg.Disk
 	if !d.Enabled {
 		return nil
@@ -167,18 +177,11 @@ func addDisk(w *wiring) error {
 		WriteSize:      d.WriteSize,
 		FileSize:       d.FileSize,
 		StallThreshold: time.Duration(d.StallThreshold),
-		Observer:       hist,
+		Observer:       hist.WithLabelValues(),
 		Logger:         w.logger,
 	})
-	*w.probes = append(*w.probes, probes.Scheduled{
-		Probe:    p,
-		Scope:    probes.LocalMember,
-		Schedule: probes.Schedule{Interval: time.Duration(d.Interval), Timeout: time.Duration(d.Timeout)},
-	})
-	for _, c := range []prometheus.Collector{hist, collectors.NewDiskCollector(p)} {
-		if err := w.registry.Register(c); err != nil {
-			return fmt.Errorf("disk: register metrics: %w", err)
-		}
-	}
+	w.probe(p, probes.LocalMember, time.Duration(d.Interval), time.Duration(d.Timeout))
+	w.collect(hist, collectors.NewDiskCollector(p))
+	w.figure("etcdpulse.disk.fsync_p99_seconds", p.LastRoundP99)
 	return nil
 }

@@ -1,4 +1,4 @@
-package agent
+package main
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,6 +18,9 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/etcdpulse/etcdpulse/internal/etcdtest"
@@ -34,14 +38,14 @@ func TestServeWebConfigBasicAuth(t *testing.T) {
 	if err := os.WriteFile(webConfig, []byte(fmt.Sprintf("basic_auth_users:\n  prometheus: %s\n", hash)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a := startAgent(t, []string{closedEndpoint(t)}, func(c *Config) { c.Disk.Enabled = false })
-	ls, err := Listen([]string{"127.0.0.1:0"})
+	h := quietAgent(t, nil).handler
+	ls, err := listenAll([]string{"127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, ls, webConfig, a.Handler(), slog.New(slog.DiscardHandler)) }()
+	go func() { done <- serve(ctx, ls, webConfig, h, slog.New(slog.DiscardHandler)) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -85,7 +89,7 @@ func TestListenPortTaken(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	_, err = Listen([]string{l.Addr().String()})
+	_, err = listenAll([]string{l.Addr().String()})
 	if err == nil || !strings.HasPrefix(err.Error(), "--web.listen-address "+l.Addr().String()+": the port is already in use") {
 		t.Fatalf("error = %v", err)
 	}
@@ -106,14 +110,14 @@ func TestServeErrorLogIsStructured(t *testing.T) {
 
 	var structured testenv.Buffer
 	logger := slog.New(slog.NewJSONHandler(&structured, nil))
-	ls, err := Listen([]string{"127.0.0.1:0"})
+	ls, err := listenAll([]string{"127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	ok := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	go func() { done <- Serve(ctx, ls, webConfig, ok, logger) }()
+	go func() { done <- serve(ctx, ls, webConfig, ok, logger) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -175,25 +179,74 @@ func fetch(t *testing.T, c *http.Client, url string) string {
 	}
 }
 
+// servedAgent is an agent built and served as run builds and serves it,
+// on a loopback test server.
+type servedAgent struct {
+	url     string
+	handler http.Handler
+}
+
 // quietAgent is an agent on an endpoint where nothing listens, with the
 // capabilities that touch the host off: for tests of the HTTP side.
-func quietAgent(t *testing.T, mutate func(*Config)) *testAgent {
+func quietAgent(t *testing.T, mutate func(*fileConfig)) *servedAgent {
 	t.Helper()
-	return startAgent(t, []string{closedEndpoint(t)}, func(c *Config) {
-		c.Disk.Enabled = false
-		c.Network.Enabled = false
-		c.Host.Enabled = false
-		if mutate != nil {
-			mutate(c)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + l.Addr().String()
+	l.Close() // nothing listens there: connections are refused
+	cfg := defaultFileConfig()
+	cfg.Etcd.Endpoints = []string{closed}
+	cfg.Disk.Enabled, cfg.Network.Enabled, cfg.Host.Enabled = false, false, false
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		t.Fatal(err)
+	}
+	a, h, err := newAgent(cfg, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(func() {
+		srv.Close()
+		if err := a.Stop(); err != nil {
+			t.Error(err)
 		}
 	})
+	return &servedAgent{url: srv.URL, handler: h}
 }
 
 // status GETs url and returns the status code and body.
 func status(t *testing.T, url string) (int, string) {
 	t.Helper()
-	code, body := getStatus(t, url, "")
-	return code, string(body)
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// scrape parses the agent's /metrics.
+func (a *servedAgent) scrape(t *testing.T) map[string]*dto.MetricFamily {
+	t.Helper()
+	_, body := status(t, a.url+defaultTelemetryPath)
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := parser.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mfs
 }
 
 // Go's profiles are served only when enabled, and the landing page offers
@@ -201,7 +254,7 @@ func status(t *testing.T, url string) (int, string) {
 func TestPprof(t *testing.T) {
 	for _, enabled := range []bool{false, true} {
 		t.Run(fmt.Sprintf("enable_pprof=%v", enabled), func(t *testing.T) {
-			a := quietAgent(t, func(c *Config) { c.Web.EnablePprof = enabled })
+			a := quietAgent(t, func(c *fileConfig) { c.Web.EnablePprof = enabled })
 			code, landing := status(t, a.url+"/")
 			if code != http.StatusOK || !strings.Contains(landing, "etcdpulse") {
 				t.Fatalf("landing page: %d %q", code, landing)
@@ -250,17 +303,17 @@ var exporterFamilies = []string{
 	"promhttp_metric_handler_requests_in_flight", "promhttp_metric_handler_requests_total",
 }
 
-// The agent's own go_*, process_* and promhttp_* metrics are on its
-// registry, every one of the standard families, and all of them go with
-// web.disable_exporter_metrics.
+// The process's own go_*, process_* and promhttp_* metrics are served
+// beside the agent's, every one of the standard families, and all of them
+// go with web.disable_exporter_metrics.
 func TestExporterMetrics(t *testing.T) {
 	on := quietAgent(t, nil)
-	off := quietAgent(t, func(c *Config) { c.Web.DisableExporterMetrics = true })
+	off := quietAgent(t, func(c *fileConfig) { c.Web.DisableExporterMetrics = true })
 	// The handler counts a scrape once it is answered: scrape twice.
-	for _, a := range []*testAgent{on, off} {
-		mustScrape(t, a)
+	for _, a := range []*servedAgent{on, off} {
+		a.scrape(t)
 	}
-	got := mustScrape(t, on)
+	got := on.scrape(t)
 	for _, name := range exporterFamilies {
 		if _, ok := got[name]; !ok {
 			t.Errorf("%s absent", name)
@@ -271,13 +324,13 @@ func TestExporterMetrics(t *testing.T) {
 			t.Errorf("%s exported, but not in exporterFamilies", name)
 		}
 	}
-	if v, ok := got.value("promhttp_metric_handler_requests_total", "code", "200"); !ok || v < 1 {
+	if v, ok := value(got, "promhttp_metric_handler_requests_total", "code", "200"); !ok || v < 1 {
 		t.Errorf("promhttp_metric_handler_requests_total{code=200} = %v (present %v), want >= 1 after a scrape", v, ok)
 	}
-	if v, ok := got.value("process_start_time_seconds"); !ok || v <= 0 {
+	if v, ok := value(got, "process_start_time_seconds"); !ok || v <= 0 {
 		t.Errorf("process_start_time_seconds = %v (present %v)", v, ok)
 	}
-	for name := range mustScrape(t, off) {
+	for name := range off.scrape(t) {
 		if isExporterFamily(name) {
 			t.Errorf("%s exported with web.disable_exporter_metrics", name)
 		}
@@ -291,7 +344,7 @@ func isExporterFamily(name string) bool {
 // web.telemetry_path moves the metrics, and the landing page's link with
 // them.
 func TestTelemetryPath(t *testing.T) {
-	a := quietAgent(t, func(c *Config) { c.Web.TelemetryPath = "/agent/metrics" })
+	a := quietAgent(t, func(c *fileConfig) { c.Web.TelemetryPath = "/agent/metrics" })
 	code, body := status(t, a.url+"/agent/metrics")
 	if code != http.StatusOK || !strings.Contains(body, "\netcdpulse_build_info{") {
 		t.Errorf("/agent/metrics: %d, want 200 with etcdpulse_build_info:\n%s", code, body)
@@ -302,4 +355,34 @@ func TestTelemetryPath(t *testing.T) {
 	if _, landing := status(t, a.url+"/"); !strings.Contains(landing, `href="/agent/metrics"`) {
 		t.Errorf("the landing page does not link /agent/metrics:\n%s", landing)
 	}
+}
+
+// value returns the sample of name whose labels include the given
+// name=value pairs.
+func value(mfs map[string]*dto.MetricFamily, name string, labels ...string) (float64, bool) {
+	mf, ok := mfs[name]
+	if !ok {
+		return 0, false
+	}
+next:
+	for _, m := range mf.GetMetric() {
+		have := map[string]string{}
+		for _, l := range m.GetLabel() {
+			have[l.GetName()] = l.GetValue()
+		}
+		for i := 0; i+1 < len(labels); i += 2 {
+			if have[labels[i]] != labels[i+1] {
+				continue next
+			}
+		}
+		switch {
+		case m.Gauge != nil:
+			return m.GetGauge().GetValue(), true
+		case m.Counter != nil:
+			return m.GetCounter().GetValue(), true
+		case m.Untyped != nil:
+			return m.GetUntyped().GetValue(), true
+		}
+	}
+	return 0, false
 }

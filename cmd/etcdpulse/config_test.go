@@ -1,25 +1,27 @@
-package agent
+package main
 
 import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/etcdpulse/etcdpulse/agent"
 )
 
 func TestLoadFileGood(t *testing.T) {
-	cfg, err := LoadFile("testdata/config/good.yml")
+	cfg, err := loadFile("testdata/config/good.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.validate(); err != nil {
 		t.Fatal(err)
 	}
 	i, to := cfg.Probes.Schedule(cfg.Probes.Status)
 	if i != time.Second || to != 500*time.Millisecond {
 		t.Errorf("status schedule = %s/%s, want 1s/500ms", i, to)
 	}
-	if cfg.Etcd.KeyPrefix != DefaultKeyPrefix {
-		t.Errorf("key prefix = %q, want the default %q", cfg.Etcd.KeyPrefix, DefaultKeyPrefix)
+	if cfg.Etcd.KeyPrefix != agent.DefaultKeyPrefix {
+		t.Errorf("key prefix = %q, want the default %q", cfg.Etcd.KeyPrefix, agent.DefaultKeyPrefix)
 	}
 	if w := cfg.Web; w.TelemetryPath != "/etcdpulse/metrics" || !w.DisableExporterMetrics || !w.EnablePprof || w.SystemdSocket {
 		t.Errorf("web = %+v, want the file's telemetry_path, disable_exporter_metrics and enable_pprof", w)
@@ -39,10 +41,10 @@ func TestConfigErrors(t *testing.T) {
 		{"bad-duration.yml", `line 2: field probes.interval: "1 second" is not a duration (expected a number with a unit, such as "1s" or "500ms")`},
 		{"endpoint-no-scheme.yml", `etcd.endpoints[0] (--etcd.endpoints): "127.0.0.1:2379" is not a client URL (expected http://host:port or https://host:port)`},
 		{"no-endpoints.yml", `etcd.endpoints (--etcd.endpoints): at least one client URL is required, the local member's first`},
-		{"zero-timeout.yml", `probes.timeout: must be positive, got 0s`},
-		{"negative-interval.yml", `probes.read.interval: must not be negative, got -1s`},
-		{"missing-cert.yml", "etcd.tls.cert_file (--etcd.cert): cannot read \"/nonexistent/client.crt\": no such file or directory\n" +
-			"etcd.tls.cert_file (--etcd.cert): a client certificate and its key go together: set both etcd.tls.cert_file and etcd.tls.key_file, or neither"},
+		{"zero-timeout.yml", `probes.timeout (--probes.timeout): must be positive, got 0s`},
+		{"negative-interval.yml", `probes.read.interval (--probes.read.interval): must not be negative, got -1s`},
+		{"missing-cert.yml", "etcd.tls.cert_file (--etcd.tls.cert-file): cannot read \"/nonexistent/client.crt\": no such file or directory\n" +
+			"etcd.tls.cert_file (--etcd.tls.cert-file): a client certificate and its key go together: set both etcd.tls.cert_file and etcd.tls.key_file, or neither"},
 		{"bad-log-level.yml", `log.level (--log.level): "verbose" is not one of debug, info, warn, error`},
 		{"bad-listen.yml", `web.listen_addresses[0] (--web.listen-address): "12379" is not host:port (expected, for example, ":12379")`},
 		{"bad-int.yml", `line 2: field disk.syncs: expected an integer, got "many"`},
@@ -56,14 +58,14 @@ func TestConfigErrors(t *testing.T) {
 		{"telemetry-path-root.yml", `web.telemetry_path (--web.telemetry-path): "/" is the landing page; pick a path of its own, such as "/metrics"`},
 		{"telemetry-path-readyz.yml", `web.telemetry_path (--web.telemetry-path): "/readyz" is the agent's readiness endpoint; pick another path, such as "/metrics"`},
 		{"telemetry-path-debug.yml", `web.telemetry_path (--web.telemetry-path): "/debug/metrics" is under /debug/, where the agent serves traces and profiles; pick another path, such as "/metrics"`},
-		{"bad-prefix.yml", `etcd.key_prefix: "registry/" must start and end with "/" and name a key space of its own, such as "/etcdpulse/"`},
+		{"bad-prefix.yml", `etcd.key_prefix (--etcd.key-prefix): "registry/" must start and end with "/" and name a key space of its own, such as "/etcdpulse/"`},
 	}
 	for _, c := range cases {
 		t.Run(c.file, func(t *testing.T) {
 			path := filepath.Join("testdata/config", c.file)
-			cfg, err := LoadFile(path)
+			cfg, err := loadFile(path)
 			if err == nil {
-				err = cfg.Validate()
+				err = cfg.validate()
 			} else {
 				want := "--config.file " + path + ": " + c.want
 				if err.Error() != want {
@@ -82,7 +84,7 @@ func TestConfigErrors(t *testing.T) {
 }
 
 func TestLoadFileMissing(t *testing.T) {
-	_, err := LoadFile("testdata/config/absent.yml")
+	_, err := loadFile("testdata/config/absent.yml")
 	want := "--config.file: open testdata/config/absent.yml: no such file or directory"
 	if err == nil || err.Error() != want {
 		t.Fatalf("error = %v, want %s", err, want)
@@ -90,11 +92,11 @@ func TestLoadFileMissing(t *testing.T) {
 }
 
 func TestEmptyFileKeepsDefaults(t *testing.T) {
-	cfg, err := Parse(nil)
+	cfg, err := parseConfig(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := cfg.Web.ListenAddresses; len(got) != 1 || got[0] != DefaultListenAddress {
+	if got := cfg.Web.ListenAddresses; len(got) != 1 || got[0] != defaultListenAddress {
 		t.Errorf("listen addresses = %v, want the default", got)
 	}
 }

@@ -1,0 +1,86 @@
+package agent
+
+import (
+	"crypto/tls"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/etcdpulse/etcdpulse/collectors"
+	"github.com/etcdpulse/etcdpulse/probes"
+)
+
+// capability is one thing the agent watches, declared in one file: its
+// configuration section (defaults, settings rows, validation with exact
+// messages), the probes it runs with their scope and schedule, the metrics
+// it exports and its collectors. docs/architecture.md says how to add one.
+type capability struct {
+	// name labels etcdpulse_capability_success; title heads its section
+	// of the metrics reference.
+	name, title string
+	// settings are its rows of the configuration table.
+	settings []Setting
+	// metrics are the catalogue rows of what it exports.
+	metrics []collectors.Metric
+	// defaults sets its defaults in a new configuration; nil: none.
+	defaults func(*Config)
+	// validate reports its settings' problems; nil: nothing to check.
+	validate func(*Config, badFunc)
+	// wire adds its probes and collectors to a new agent.
+	wire func(*wiring) error
+}
+
+// capabilities is the agent's one list of capabilities, in the order of
+// the documentation. The catalogue, the configuration table (and so the
+// command's flags) and the metrics reference are made from it.
+var capabilities = []capability{
+	membership,
+	reads,
+	disk,
+	network,
+	host,
+	etcdMetrics,
+}
+
+// wiring is what a capability needs to add its probes and collectors to a
+// new agent.
+type wiring struct {
+	cfg Config
+	// tls is the client TLS for etcd, nil for plain connections.
+	tls     *tls.Config
+	logger  *slog.Logger
+	state   *probes.State
+	targets *probes.Targets
+	// view is the agent's runner, from the end of New on: collectors read
+	// it at scrape time.
+	view *runnerRef
+	// local, when the agent is attached to an embedded member, answers
+	// for it in process; nil beside an etcd process.
+	local probes.LocalStatus
+
+	// What the capability being wired adds.
+	probes     []probes.Scheduled
+	collectors []prometheus.Collector
+	figures    map[string]func() (float64, bool)
+}
+
+// probe schedules a probe.
+func (w *wiring) probe(p probes.Probe, scope probes.Scope, interval, timeout time.Duration) {
+	w.probes = append(w.probes, probes.Scheduled{Probe: p, Scope: scope, Schedule: probes.Schedule{Interval: interval, Timeout: timeout}})
+}
+
+// collect registers the capability's collectors.
+func (w *wiring) collect(cs ...prometheus.Collector) {
+	w.collectors = append(w.collectors, cs...)
+}
+
+// figure names a measurement that explains leader and quorum changes: it is
+// attached to those events in the trace, as measured in the capability's
+// last run (ok false leaves it out).
+func (w *wiring) figure(name string, f func() (float64, bool)) {
+	w.figures[name] = f
+}
+
+// runnerRef is the runner, set once New has built it.
+type runnerRef struct{ *probes.Runner }
