@@ -3,6 +3,7 @@ package probes
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -32,6 +33,8 @@ func TestFsyncSlowSync(t *testing.T) {
 	if st := p.State(); st.Op != "fdatasync" || st.OpStart.IsZero() {
 		t.Errorf("state during a slow sync = %+v, want fdatasync outstanding", st)
 	}
+	// The sleep is the slow sync itself: its measured duration must cover
+	// the time it was held.
 	const hold = 50 * time.Millisecond
 	time.Sleep(hold)
 	gate.release()
@@ -96,8 +99,11 @@ func TestFsyncHungSync(t *testing.T) {
 	}
 
 	gate.release()
-	waitUntil(t, "the hung sync returned and its file is removed", func() bool {
-		return p.State().Op == "" && len(names(t, d.probe)) == 0 && !p.isBusy()
+	testenv.Eventually(t, time.Minute, "the hung sync returned and its file is removed", func() error {
+		if st, files, busy := p.State(), names(t, d.probe), p.isBusy(); st.Op != "" || len(files) != 0 || busy {
+			return fmt.Errorf("operation %q outstanding, probe directory holds %v, busy %v", st.Op, files, busy)
+		}
+		return nil
 	})
 	if n := logs.count(slog.LevelWarn, "has now returned"); n != 1 {
 		t.Errorf("%d log lines about the returned sync, want 1", n)

@@ -80,16 +80,6 @@ func deadline(t *testing.T) context.Context {
 	return ctx
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for end := time.Now().Add(time.Minute); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("%s: not within a minute", what)
-}
-
 func (p *FsyncProbe) isBusy() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
