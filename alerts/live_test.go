@@ -3,6 +3,7 @@ package alerts
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,6 +25,7 @@ import (
 	"github.com/etcdpulse/etcdpulse/agent"
 	"github.com/etcdpulse/etcdpulse/internal/etcdtest"
 	"github.com/etcdpulse/etcdpulse/internal/promtool"
+	"github.com/etcdpulse/etcdpulse/internal/testenv"
 )
 
 // liveSetup is a real 3-member etcd cluster, one agent per member at
@@ -83,16 +85,53 @@ scrape_configs:
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(config), 0o644); err != nil {
 		tb.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	s := &liveSetup{cluster: c, prom: startPrometheus(tb, dir)}
+	s.waitFor(tb, "every agent scraped and the cluster healthy", 3*time.Minute, func() (bool, error) {
+		v, err := s.query(`count(etcdpulse_up == 1) == 3 and on() max(etcdpulse_cluster_fault_tolerance) == 1`)
+		return len(v) == 1, err
+	})
+	return s
+}
+
+// prometheusAttempts bounds how many ports startPrometheus tries.
+const prometheusAttempts = 4
+
+// startPrometheus runs Prometheus on dir/prometheus.yml and returns its URL
+// once it is ready. Prometheus binds its port itself, from a flag: the port
+// is found free a moment before, and when another process took it in
+// between, Prometheus exits saying so and starts again on another one.
+func startPrometheus(tb testing.TB, dir string) string {
+	tb.Helper()
+	for attempt := 1; ; attempt++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		promURL, err := tryPrometheus(tb, dir, attempt, addr)
+		if err == nil {
+			return promURL
+		}
+		if !errors.Is(err, errPortTaken) || attempt == prometheusAttempts {
+			tb.Fatal(err)
+		}
+		tb.Logf("%v; starting it on another port", err)
+	}
+}
+
+// errPortTaken marks a Prometheus that exited because its port was taken.
+var errPortTaken = errors.New("its port was taken")
+
+// tryPrometheus starts Prometheus once, listening on addr, and waits until
+// it is ready or has exited.
+func tryPrometheus(tb testing.TB, dir string, attempt int, addr string) (string, error) {
+	promURL := "http://" + addr
+	log, err := os.Create(filepath.Join(dir, fmt.Sprintf("prometheus-%d.log", attempt)))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close()
-	log, err := os.Create(filepath.Join(dir, "prometheus.log"))
-	if err != nil {
-		tb.Fatal(err)
-	}
+	defer log.Close() // Prometheus has its own descriptor
 	cmd := exec.Command(promtool.PrometheusPath(tb),
 		"--config.file="+filepath.Join(dir, "prometheus.yml"),
 		"--storage.tsdb.path="+filepath.Join(dir, "data"),
@@ -101,20 +140,88 @@ scrape_configs:
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)
 	}
+	exited := make(chan struct{})
+	var waitErr error
+	go func() {
+		waitErr = cmd.Wait()
+		close(exited)
+	}()
 	tb.Cleanup(func() {
 		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		<-exited
 		if tb.Failed() {
 			out, _ := os.ReadFile(log.Name())
-			tb.Logf("prometheus log:\n%s", out)
+			tb.Logf("prometheus log (%s):\n%s", log.Name(), out)
 		}
 	})
-	s := &liveSetup{cluster: c, prom: "http://" + addr}
-	s.waitFor(tb, "every agent scraped and the cluster healthy", 3*time.Minute, func() (bool, error) {
-		v, err := s.query(`count(etcdpulse_up == 1) == 3 and on() max(etcdpulse_cluster_fault_tolerance) == 1`)
-		return len(v) == 1, err
+	// Whoever took the port may accept connections and never answer: a
+	// request gives up when Prometheus exits, or after a while.
+	hc := &http.Client{Timeout: 5 * time.Second}
+	exitCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-exited:
+			cancel()
+		case <-exitCtx.Done():
+		}
+	}()
+	ready := false
+	testenv.Eventually(tb, 2*time.Minute, "prometheus ready on "+promURL, func() error {
+		select {
+		case <-exited:
+			return nil // it will never be
+		default:
+		}
+		req, err := http.NewRequestWithContext(exitCtx, http.MethodGet, promURL+"/-/ready", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/-/ready: %s", resp.Status)
+		}
+		ready = true
+		return nil
 	})
-	return s
+	select {
+	case <-exited: // whoever answered, it was not this Prometheus
+	default:
+		if ready {
+			return promURL, nil
+		}
+	}
+	err = fmt.Errorf("prometheus on %s exited before it was ready (%v)", promURL, waitErr)
+	if out, _ := os.ReadFile(log.Name()); strings.Contains(string(out), "address already in use") {
+		err = fmt.Errorf("%w: %w", err, errPortTaken)
+	}
+	return "", err
+}
+
+// A Prometheus whose port another process holds is told apart from one
+// that fails otherwise: that is what startPrometheus retries on.
+func TestPrometheusPortTaken(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte("global: {}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// It accepts connections and never answers, as a stranger may.
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	if _, err := tryPrometheus(t, dir, 1, taken.Addr().String()); !errors.Is(err, errPortTaken) {
+		t.Fatalf("Prometheus on a taken port: %v, want errPortTaken", err)
+	}
+	// An address of TEST-NET-1 (RFC 5737), not this machine's.
+	if _, err := tryPrometheus(t, dir, 2, "192.0.2.1:9090"); err == nil || errors.Is(err, errPortTaken) {
+		t.Fatalf("Prometheus on an address it cannot bind: %v, want a failure other than errPortTaken", err)
+	}
 }
 
 func (s *liveSetup) waitFor(tb testing.TB, what string, limit time.Duration, cond func() (bool, error)) time.Duration {

@@ -49,10 +49,7 @@ etcdpulse_disk_fsync_written_bytes_total 0
 		t.Run(c.name, func(t *testing.T) {
 			col := NewDiskCollector(fixedFsync(c.state))
 			col.now = func() time.Time { return now }
-			got := samples(gather(t, col))
-			if want := strings.TrimSpace(c.want); got != want {
-				t.Errorf("got\n%s\nwant\n%s", got, want)
-			}
+			compareMetrics(t, col, []Metric{FsyncStalled, FsyncStalledSeconds, FsyncRefused, FsyncWritten}, c.want)
 		})
 	}
 }
@@ -70,15 +67,4 @@ func TestFsyncHistogram(t *testing.T) {
 			t.Errorf("histogram output lacks %q:\n%s", want, body)
 		}
 	}
-}
-
-// samples keeps the sample lines of a text exposition.
-func samples(b []byte) string {
-	var out []string
-	for _, l := range strings.Split(string(b), "\n") {
-		if l != "" && !strings.HasPrefix(l, "#") {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
 }

@@ -3,15 +3,17 @@ package collectors
 import (
 	"bytes"
 	"context"
-	"net"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/etcdpulse/etcdpulse/internal/etcdtest"
+	"github.com/etcdpulse/etcdpulse/internal/testenv"
 	"github.com/etcdpulse/etcdpulse/probes"
 )
 
@@ -93,25 +95,21 @@ func TestEtcdMetricsRealMember(t *testing.T) {
 				t.Fatal(err)
 			}
 			e := NewEtcdMetrics(EtcdMetricsOptions{URL: m.ClientURL() + "/metrics", TLS: c.ClientTLSConfig()})
-			if n := len(families(t, e)); n != 0 {
-				t.Errorf("%d families before the first read, want none", n)
+			if n := testutil.CollectAndCount(e); n != 0 {
+				t.Errorf("%d series before the first read, want none", n)
 			}
 			// The backend commits in batches (every 100 ms): wait for one.
 			var mfs map[string]*dto.MetricFamily
-			deadline := time.Now().Add(10 * time.Second)
-			for {
+			testenv.Eventually(t, 10*time.Second, "a backend commit in etcd's metrics", func() error {
 				if err := e.Run(ctx, nil); err != nil {
 					t.Fatal(err)
 				}
-				mfs = families(t, e)
-				if mfs[EtcdBackendCommit.Name] != nil || time.Now().After(deadline) {
-					break
+				if mfs = families(t, e); mfs[EtcdBackendCommit.Name] == nil {
+					return errors.New(EtcdBackendCommit.Name + " absent")
 				}
-				time.Sleep(100 * time.Millisecond)
-			}
-			if v, _ := value(mfs, EtcdMetricsUp.Name); v != 1 {
-				t.Errorf("up = %v, want 1", v)
-			}
+				return nil
+			})
+			compareMetrics(t, e, []Metric{EtcdMetricsUp}, EtcdMetricsUp.Name+" 1", EtcdMetricsUp.Name)
 			for _, m := range []Metric{EtcdWALFsync, EtcdBackendCommit} {
 				mf := mfs[m.Name]
 				if mf == nil || mf.Metric[0].GetHistogram().GetSampleCount() == 0 {
@@ -135,22 +133,11 @@ func TestEtcdMetricsRealMember(t *testing.T) {
 }
 
 func TestEtcdMetricsUnreachable(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens there now
-	e := NewEtcdMetrics(EtcdMetricsOptions{URL: "http://" + addr + "/metrics"})
-	err = e.Run(context.Background(), nil)
+	e := NewEtcdMetrics(EtcdMetricsOptions{URL: "http://" + testenv.RefusedAddr(t) + "/metrics"})
+	err := e.Run(context.Background(), nil)
 	if err == nil || !strings.HasPrefix(err.Error(), "etcd metrics: ") {
 		t.Fatalf("Run = %v, want an error naming etcd metrics", err)
 	}
-	mfs := families(t, e)
-	if v, ok := value(mfs, EtcdMetricsUp.Name); !ok || v != 0 {
-		t.Errorf("up = %v, %v; want 0", v, ok)
-	}
-	if len(mfs) != 1 {
-		t.Errorf("%d families after a failed read, want only up", len(mfs))
-	}
+	// Only up, at 0.
+	compareMetrics(t, e, []Metric{EtcdMetricsUp}, EtcdMetricsUp.Name+" 0")
 }

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/etcdpulse/etcdpulse/internal/etcdtest"
 )
@@ -86,9 +86,9 @@ func TestEtcdProcessByName(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mfs := families(t, NewEtcdProcessCollector(ProcessOptions{ProcessName: strings.TrimSpace(string(name))}))
+	c := NewEtcdProcessCollector(ProcessOptions{ProcessName: strings.TrimSpace(string(name))})
 	for _, m := range []Metric{EtcdProcessCPU, EtcdProcessRSS, EtcdProcessMaxFDs, EtcdProcessStartTime} {
-		if _, ok := value(mfs, m.Name); !ok {
+		if testutil.CollectAndCount(c, m.Name) == 0 {
 			t.Errorf("%s absent with process name %q", m.Name, name)
 		}
 	}
@@ -101,12 +101,12 @@ func TestEtcdProcessUnreadable(t *testing.T) {
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
 	pidFile := filepath.Join(t.TempDir(), "etcd.pid")
 	c := NewEtcdProcessCollector(ProcessOptions{PIDFile: pidFile, Logger: logger})
-	var mfs map[string]*dto.MetricFamily
+	var n int
 	for range 3 {
-		mfs = families(t, c)
+		n = testutil.CollectAndCount(c)
 	}
-	if len(mfs) != 0 {
-		t.Errorf("%d families exported without a process", len(mfs))
+	if n != 0 {
+		t.Errorf("%d series exported without a process", n)
 	}
 	if n := strings.Count(logs.String(), "\n"); n != 1 || !strings.Contains(logs.String(), pidFile) {
 		t.Errorf("want one log line naming the PID file after 3 scrapes:\n%s", logs.String())
@@ -117,7 +117,7 @@ func TestEtcdProcessUnreadable(t *testing.T) {
 	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := value(families(t, c), EtcdProcessRSS.Name); !ok {
+	if testutil.CollectAndCount(c, EtcdProcessRSS.Name) != 1 {
 		t.Error("process metrics absent once the PID file names a live process")
 	}
 	if !strings.Contains(logs.String(), "reading the etcd process") || !strings.Contains(logs.String(), "found the etcd process") {
@@ -128,13 +128,13 @@ func TestEtcdProcessUnreadable(t *testing.T) {
 	if err := os.WriteFile(pidFile, []byte("2147483646"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := value(families(t, c), EtcdProcessRSS.Name); ok {
+	if testutil.CollectAndCount(c, EtcdProcessRSS.Name) != 0 {
 		t.Error("process metrics exported for a PID that does not exist")
 	}
 
 	// No process of that name.
 	c = NewEtcdProcessCollector(ProcessOptions{ProcessName: "no-such-etcd", Logger: logger})
-	if _, ok := value(families(t, c), EtcdProcessCPU.Name); ok {
+	if testutil.CollectAndCount(c, EtcdProcessCPU.Name) != 0 {
 		t.Error("process metrics exported with no process of that name")
 	}
 }

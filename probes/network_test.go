@@ -3,6 +3,7 @@ package probes
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/url"
 	"slices"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/etcdpulse/etcdpulse/internal/delayproxy"
 	"github.com/etcdpulse/etcdpulse/internal/etcdtest"
+	"github.com/etcdpulse/etcdpulse/internal/testenv"
 )
 
 // netFixture is a network probe aimed at a real etcd member whose peer and
@@ -86,16 +88,16 @@ func (f *netFixture) run() error {
 // observed at least once (the first request on a new connection is not).
 func (f *netFixture) waitOK(t *testing.T, phases ...string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = f.run(); err == nil && !slices.ContainsFunc(phases, func(p string) bool { return f.count(p) == 0 }) {
-			f.mark(phases...)
-			return
+	testenv.Eventually(t, 30*time.Second, "the network probe succeeding", func() error {
+		if err := f.run(); err != nil {
+			return err
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("network probe not succeeding within 30s: %v", err)
+		if i := slices.IndexFunc(phases, func(p string) bool { return f.count(p) == 0 }); i >= 0 {
+			return fmt.Errorf("no %s observed yet", phases[i])
+		}
+		return nil
+	})
+	f.mark(phases...)
 }
 
 func (f *netFixture) histogram(phase string) *dto.Histogram {
@@ -178,6 +180,8 @@ func TestNetworkProbePhases(t *testing.T) {
 			t.Fatal(err)
 		}
 		go func() {
+			// The sleep is the black hole's length, which the connect
+			// must be seen to wait out.
 			time.Sleep(200 * time.Millisecond)
 			f.peer.SetMode(delayproxy.Forward) //nolint:errcheck
 		}()

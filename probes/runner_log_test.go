@@ -2,11 +2,13 @@ package probes
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/etcdpulse/etcdpulse/internal/etcdtest"
+	"github.com/etcdpulse/etcdpulse/internal/testenv"
 )
 
 // A single-member cluster has fault tolerance 0 by design: the agent says
@@ -32,9 +34,12 @@ func TestLogSingleMemberNoQuorumWarning(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var v View
-	for v = r.RunOnce(ctx); !v.HealthKnown && ctx.Err() == nil; v = r.RunOnce(ctx) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.Eventually(t, time.Minute, "the cluster's health known", func() error {
+		if v = r.RunOnce(ctx); !v.HealthKnown {
+			return errors.New("not known after a round")
+		}
+		return nil
+	})
 	// A few more rounds: nothing changes, nothing more is logged.
 	for range 3 {
 		v = r.RunOnce(ctx)

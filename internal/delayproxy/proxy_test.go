@@ -136,6 +136,8 @@ func TestBlackhole(t *testing.T) {
 	// A connect started in the black hole completes once it ends, after
 	// a SYN retransmission.
 	go func() {
+		// The sleep is the black hole's length, which the connect must
+		// be seen to wait out.
 		time.Sleep(200 * time.Millisecond)
 		p.SetMode(Forward) //nolint:errcheck
 	}()

@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
@@ -42,23 +44,58 @@ type Cluster struct {
 	initial string
 }
 
+// portAttempts bounds how many times StartCluster starts the cluster
+// afresh, on new ports, because a port was taken.
+const portAttempts = 4
+
 // StartCluster starts size members with their data under dir and returns
 // once every member serves clients.
+//
+// The members' ports are found free, then handed to etcd, which binds them
+// itself (embed takes URLs, not listeners): another process may take one in
+// between. The cluster is then started again on new ports.
 func StartCluster(ctx context.Context, dir string, size int) (*Cluster, error) {
+	return startCluster(ctx, dir, size, freePort)
+}
+
+// startCluster is StartCluster with the source of free ports as a
+// parameter, for tests to hand out a taken one.
+func startCluster(ctx context.Context, dir string, size int, port func() (string, error)) (*Cluster, error) {
+	for attempt := 1; ; attempt++ {
+		c, err := tryCluster(ctx, dir, size, port)
+		if err == nil {
+			return c, nil
+		}
+		if !isAddrInUse(err) || attempt == portAttempts {
+			return nil, err
+		}
+		// The next try starts a new cluster: what this one's members wrote
+		// would make them restart as members of this one, on other ports.
+		for _, m := range c.Members {
+			if rerr := os.RemoveAll(m.Dir); rerr != nil {
+				return nil, errors.Join(err, rerr)
+			}
+		}
+	}
+}
+
+// tryCluster starts the cluster once. On failure it returns the stopped
+// cluster with the members it set up, and the error.
+func tryCluster(ctx context.Context, dir string, size int, port func() (string, error)) (*Cluster, error) {
 	c := &Cluster{dir: dir}
 	var initial []string
 	for i := range size {
-		client, err := freePort()
+		client, err := port()
 		if err != nil {
-			return nil, err
+			return c, err
 		}
-		peer, err := freePort()
+		peer, err := port()
 		if err != nil {
-			return nil, err
+			return c, err
 		}
-		metrics, err := freePort()
+		metrics, err := port()
 		if err != nil {
-			return nil, err
+			return c, err
 		}
 		name := fmt.Sprintf("member-%d", i)
 		m := &Member{
@@ -73,9 +110,18 @@ func StartCluster(ctx context.Context, dir string, size int) (*Cluster, error) {
 		initial = append(initial, m.Name+"="+m.PeerURL)
 	}
 	c.initial = strings.Join(initial, ",")
+	startCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	errc := make(chan error, size)
 	for _, m := range c.Members {
-		go func() { errc <- c.start(ctx, m, "new") }()
+		go func() {
+			err := c.start(startCtx, m, "new")
+			if isAddrInUse(err) {
+				// The others may wait for a quorum that needs this member.
+				cancel()
+			}
+			errc <- err
+		}()
 	}
 	var errs []error
 	for range size {
@@ -83,9 +129,15 @@ func StartCluster(ctx context.Context, dir string, size int) (*Cluster, error) {
 	}
 	if err := errors.Join(errs...); err != nil {
 		c.Close()
-		return nil, err
+		return c, err
 	}
 	return c, nil
+}
+
+// isAddrInUse reports whether err says a port was taken. etcd's errors do
+// not always wrap the errno, hence the message as well.
+func isAddrInUse(err error) bool {
+	return err != nil && (errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use"))
 }
 
 func (c *Cluster) start(ctx context.Context, m *Member, state string) error {
@@ -199,6 +251,7 @@ func (c *Cluster) ClientURLs() []string {
 	return out
 }
 
+// freePort returns a loopback host:port that was free a moment ago.
 func freePort() (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -14,6 +14,8 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/etcdpulse/etcdpulse/internal/testenv"
 )
 
 func ctxT(t *testing.T, d time.Duration) context.Context {
@@ -36,17 +38,14 @@ func putGet(t *testing.T, cli *clientv3.Client, key, val string) {
 	// A member that has just rejoined its peers can drop a proposal it
 	// forwards while its streams to the leader reconnect: etcd says so,
 	// and the client is expected to retry.
-	for {
+	testenv.Eventually(t, 30*time.Second, "put "+key, func() error {
 		_, err := cli.Put(ctx, key, val)
-		if err == nil {
-			break
-		}
 		transient := errors.Is(err, rpctypes.ErrTimeoutDueToConnectionLost) || errors.Is(err, rpctypes.ErrTimeout) || errors.Is(err, rpctypes.ErrLeaderChanged)
-		if !transient || ctx.Err() != nil {
+		if err != nil && !transient {
 			t.Fatalf("put %s: %v", key, err)
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return err
+	})
 	resp, err := cli.Get(ctx, key)
 	if err != nil {
 		t.Fatalf("get %s: %v", key, err)
@@ -60,20 +59,15 @@ func putGet(t *testing.T, cli *clientv3.Client, key, val string) {
 func statusOK(t *testing.T, m *Member) *clientv3.StatusResponse {
 	t.Helper()
 	cli := m.Client(t)
-	var last error
-	ctx := ctxT(t, 30*time.Second)
-	for ctx.Err() == nil {
-		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		resp, err := cli.Status(sctx, m.ClientURL())
-		cancel()
-		if err == nil {
-			return resp
-		}
-		last = err
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("status of %s: %v", m.Name(), last)
-	return nil
+	var resp *clientv3.StatusResponse
+	testenv.Eventually(t, 30*time.Second, "status of "+m.Name(), func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		var err error
+		resp, err = cli.Status(ctx, m.ClientURL())
+		return err
+	})
+	return resp
 }
 
 func memberCount(t *testing.T, c *Cluster) int {
@@ -163,18 +157,16 @@ func testKillLeader(t *testing.T, c *Cluster) {
 	if _, err := c.WaitLeader(ctxT(t, 30*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	// The restarted member has caught up.
-	ctx := ctxT(t, 30*time.Second)
-	for {
-		resp, err := lead.Client(t).Get(ctx, "during", clientv3.WithSerializable())
-		if err == nil && len(resp.Kvs) == 1 {
-			break
+	cli := lead.Client(t)
+	testenv.Eventually(t, 30*time.Second, "the restarted member caught up", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		resp, err := cli.Get(ctx, "during", clientv3.WithSerializable())
+		if err == nil && len(resp.Kvs) != 1 {
+			err = fmt.Errorf("%d keys \"during\"", len(resp.Kvs))
 		}
-		if ctx.Err() != nil {
-			t.Fatalf("restarted member did not catch up: %v %v", resp, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err
+	})
 }
 
 func TestInProcessThree(t *testing.T) {
@@ -200,16 +192,15 @@ func TestInProcessThree(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ctx := ctxT(t, 30*time.Second)
-	for {
-		if _, err := c.Leader(ctx); err != nil {
-			break
+	testenv.Eventually(t, 30*time.Second, "the survivor without a leader", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if l, err := c.Leader(ctx); err == nil {
+			return fmt.Errorf("it still follows %s without quorum", l.Name())
 		}
-		if ctx.Err() != nil {
-			t.Fatal("survivor still has a leader without quorum")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
+	// Waiting out a real timeout: no leader may appear in those 2 s.
 	if _, err := c.WaitLeader(ctxT(t, 2*time.Second)); err == nil {
 		t.Fatal("WaitLeader succeeded without quorum")
 	}
@@ -456,17 +447,12 @@ func TestIsolatePeers(t *testing.T) {
 	}
 	waitStatus := func(what string, m *Member, ok func(*clientv3.StatusResponse) bool) {
 		t.Helper()
-		ctx := ctxT(t, 60*time.Second)
-		for {
-			s := statusOK(t, m)
-			if ok(s) {
-				return
+		testenv.Eventually(t, 60*time.Second, what, func() error {
+			if s := statusOK(t, m); !ok(s) {
+				return fmt.Errorf("%s reports leader %x in term %d", m.Name(), s.Leader, s.RaftTerm)
 			}
-			if ctx.Err() != nil {
-				t.Fatalf("%s: %s reports leader %x in term %d", what, m.Name(), s.Leader, s.RaftTerm)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return nil
+		})
 	}
 	waitStatus("cut off", cut, func(s *clientv3.StatusResponse) bool { return s.Leader == 0 })
 	if s := statusOK(t, lead); s.Leader != lead.ID() {

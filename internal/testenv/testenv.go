@@ -1,5 +1,8 @@
 // Package testenv decides what a test does when this machine lacks
-// something it needs (a directory on a real disk, a writable tmpfs).
+// something it needs (a directory on a real disk, a writable tmpfs), and
+// holds the few helpers every package's tests share: a buffer several
+// goroutines write to, waiting for a condition (Eventually), and an address
+// that refuses connections (RefusedAddr).
 //
 // Under `make test`, which sets ETCDPULSE_STRICT=1, a missing requirement
 // fails the test: CI must never pass by skipping what it was meant to
