@@ -3,7 +3,6 @@ package agent
 import (
 	"bytes"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -82,12 +81,7 @@ func TestTLS(t *testing.T) {
 // An endpoint where nothing listens: the agent becomes ready, reports the
 // member down and keeps serving.
 func TestUnreachableEndpoint(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	url := "http://" + l.Addr().String()
-	l.Close()
+	url := closedEndpoint(t)
 	a := startAgent(t, []string{url}, nil)
 	a.waitFor(t, "the endpoint reported down", gauge(mUp, 0),
 		gauge("etcdpulse_probe_success", 0, "probe", "status", "member", url),

@@ -1,10 +1,13 @@
 package agent
 
 import (
+	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/etcdpulse/etcdpulse/collectors"
+	"github.com/etcdpulse/etcdpulse/internal/testenv"
 )
 
 // capabilityMetrics returns the rows a capability declares.
@@ -70,4 +73,36 @@ func TestSettings(t *testing.T) {
 			}
 		}
 	}
+}
+
+// Each capability reports on itself: one that cannot read what it exports
+// shows as 0, whatever etcd does; the others as 1.
+func TestCapabilitySelfReport(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "no-such-data-dir")
+	a := startAgent(t, []string{closedEndpoint(t)}, func(c *Config) {
+		c.Etcd.DataDir = missing
+		c.Etcd.MetricsURL = "http://" + testenv.RefusedAddr(t) + "/metrics"
+		c.Host.ProcessName = "no-such-etcd"
+	})
+	a.waitFor(t, "each capability's own verdict",
+		// etcd down is a measurement, not a broken capability.
+		gauge("etcdpulse_capability_success", 1, "capability", "membership"),
+		gauge("etcdpulse_capability_success", 1, "capability", "network"),
+		// The data directory and the process cannot be read, the metrics
+		// URL refuses, the fsync probe refuses to measure.
+		gauge("etcdpulse_capability_success", 0, "capability", "host"),
+		gauge("etcdpulse_capability_success", 0, "capability", "etcd_metrics"),
+		gauge("etcdpulse_capability_success", 0, "capability", "disk"),
+		func(m metrics) error {
+			for _, c := range []string{"membership", "disk", "network", "host", "etcd_metrics"} {
+				if v, ok := m.value("etcdpulse_capability_duration_seconds", "capability", c); !ok || v < 0 {
+					return fmt.Errorf("duration of %s: %v (present %v)", c, v, ok)
+				}
+			}
+			// Reads export nothing of their own: no verdict for them.
+			if _, ok := m.value("etcdpulse_capability_success", "capability", "reads"); ok {
+				return fmt.Errorf("a verdict for reads, which has no collector")
+			}
+			return nil
+		})
 }

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -163,15 +162,11 @@ func TestDiskDefaults(t *testing.T) {
 	}
 }
 
+// closedEndpoint is a client URL where connections are refused, and stay
+// refused for the whole test.
 func closedEndpoint(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	url := "http://" + l.Addr().String()
-	l.Close()
-	return url
+	return "http://" + testenv.RefusedAddr(t)
 }
 
 func histCountAtLeast(name string, min uint64) expect {

@@ -19,6 +19,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/etcdpulse/etcdpulse/internal/etcdtest"
+	"github.com/etcdpulse/etcdpulse/internal/testenv"
 )
 
 // testAgent is an agent running against a real cluster, served on a real
@@ -243,16 +244,8 @@ func (a *testAgent) check(exps ...expect) error {
 func (a *testAgent) waitFor(t testing.TB, what string, exps ...expect) time.Duration {
 	t.Helper()
 	start := time.Now()
-	deadline := start.Add(45 * time.Second)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = a.check(exps...); err == nil {
-			return time.Since(start)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s: not seen within 45s: %v", what, err)
-	return 0
+	testenv.Eventually(t, 45*time.Second, what, func() error { return a.check(exps...) })
+	return time.Since(start)
 }
 
 // parseYAML reads a configuration over the defaults, as the command's file

@@ -121,11 +121,23 @@ func TestAuthPasswordChanged(t *testing.T) {
 		exps = append(exps, counterAtLeast("etcdpulse_probe_failures_total", 1))
 		a.waitFor(t, "credentials refused, health unknown", exps...)
 	}
-	// Held for a while: not a passing state.
-	time.Sleep(3 * time.Second)
+	// Held over more refused runs, not a passing state: each agent has
+	// been refused at least nine more times (three rounds of its three
+	// status calls) and still reports the health as unknown.
 	for _, a := range agents {
+		refused := func() float64 {
+			v, _ := mustScrape(t, a).value("etcdpulse_probe_failures_total", "probe", "status", "reason", "authentication")
+			return v
+		}
+		before := refused()
+		a.waitFor(t, "nine more refused status runs", func(metrics) error {
+			if n := refused(); n < before+9 {
+				return fmt.Errorf("%v refused status runs since, want 9", n-before)
+			}
+			return nil
+		})
 		if err := a.check(unknownHealth()...); err != nil {
-			t.Errorf("after 3 more seconds: %v", err)
+			t.Errorf("after more refused runs: %v", err)
 		}
 	}
 	for i, l := range logs {
@@ -301,8 +313,25 @@ func TestLearnerHealthy(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(3 * time.Second)
-	if err := a.check(gauge("etcdpulse_member_healthy", 1, "member", learner.Name())); err != nil {
-		t.Error(err)
+	// Caught up again once it has applied them, with status rounds run
+	// since the writes.
+	statusRuns := func(m metrics) float64 {
+		mf := m["etcdpulse_probe_duration_seconds"]
+		for _, s := range mf.GetMetric() {
+			for _, l := range s.GetLabel() {
+				if l.GetName() == "probe" && l.GetValue() == "status" {
+					return float64(s.GetHistogram().GetSampleCount())
+				}
+			}
+		}
+		return 0
 	}
+	before := statusRuns(mustScrape(t, a))
+	a.waitFor(t, "the learner caught up after the writes", gauge("etcdpulse_member_healthy", 1, "member", learner.Name()),
+		func(m metrics) error {
+			if n := statusRuns(m); n < before+8 {
+				return fmt.Errorf("%v status runs since the writes, want two rounds", n-before)
+			}
+			return nil
+		})
 }

@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/etcdpulse/etcdpulse/internal/etcdtest"
+	"github.com/etcdpulse/etcdpulse/internal/testenv"
 	"github.com/etcdpulse/etcdpulse/probes"
 )
 
@@ -55,15 +56,7 @@ func clearOTelEnv(t *testing.T) {
 // the machines are shared.
 func eventually(t *testing.T, what string, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = f(); err == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s: not seen within 60s: %v", what, err)
+	testenv.Eventually(t, 60*time.Second, what, f)
 }
 
 func attrs(kvs []attribute.KeyValue) map[attribute.Key]attribute.Value {

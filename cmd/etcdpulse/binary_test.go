@@ -237,12 +237,7 @@ func getBody(t *testing.T, url string) string {
 // quietArgs point the agent at an endpoint where nothing listens and keep
 // it off the host's etcd: for tests of the process, not of the probes.
 func quietArgs(t *testing.T) []string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	endpoint := "http://" + l.Addr().String()
-	l.Close()
+	endpoint := "http://" + testenv.RefusedAddr(t)
 	return []string{"--etcd.endpoints", endpoint, "--etcd.data-dir", t.TempDir(), "--host.process-name", ""}
 }
 

@@ -303,11 +303,12 @@ func TestDemo(t *testing.T) {
 	promtool.Run(t, "check", "config", promPath)
 	// Wait for a screen with every agent's fsync p99.
 	p99 := regexp.MustCompile(`(?m)^  member-\d  \S+  p99 \d`)
-	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if s := lastScreen(out.String()); strings.Contains(s, "fault tolerance 1\n") && len(p99.FindAllString(s, -1)) == 3 {
-			break
+	testenv.Eventually(t, 60*time.Second, "a screen with fault tolerance 1 and every agent's fsync p99", func() error {
+		if s := lastScreen(out.String()); !strings.Contains(s, "fault tolerance 1\n") || len(p99.FindAllString(s, -1)) != 3 {
+			return fmt.Errorf("last screen:\n%s", s)
 		}
-	}
+		return nil
+	})
 	// Ctrl-C: the demo's own signal handler stops everything.
 	if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
 		t.Fatal(err)
@@ -410,9 +411,12 @@ func TestDemoWithPrometheus(t *testing.T) {
 		}
 		return true
 	})
-	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline) && !strings.Contains(out.String(), "Prometheus: "+prom); {
-		time.Sleep(100 * time.Millisecond)
-	}
+	testenv.Eventually(t, time.Minute, "the Prometheus URL on the screen", func() error {
+		if !strings.Contains(out.String(), "Prometheus: "+prom) {
+			return fmt.Errorf("not on the screen yet")
+		}
+		return nil
+	})
 	select {
 	case code := <-done:
 		t.Fatalf("demo exited (%d) before it was stopped:\n%s", code, out.String())

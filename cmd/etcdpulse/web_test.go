@@ -190,12 +190,7 @@ type servedAgent struct {
 // capabilities that touch the host off: for tests of the HTTP side.
 func quietAgent(t *testing.T, mutate func(*fileConfig)) *servedAgent {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := "http://" + l.Addr().String()
-	l.Close() // nothing listens there: connections are refused
+	closed := "http://" + testenv.RefusedAddr(t) // connections are refused
 	cfg := defaultFileConfig()
 	cfg.Etcd.Endpoints = []string{closed}
 	cfg.Disk.Enabled, cfg.Network.Enabled, cfg.Host.Enabled = false, false, false

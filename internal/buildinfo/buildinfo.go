@@ -3,6 +3,8 @@
 // start log line, etcdpulse_build_info, the landing page) when the build
 // did not stamp it with -ldflags -X, as `make build` does: for a plain
 // `go build` or `go install` it takes what Go's own build info recorded.
+//
+// It is internal to etcdpulse: not public API.
 package buildinfo
 
 import (

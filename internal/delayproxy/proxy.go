@@ -8,6 +8,8 @@
 // kernel drops new SYNs and clients retransmit them (the first time after
 // about 1 s) until the mode changes or their connect times out. That makes
 // a connect slow or hang on a real socket, without privileges.
+//
+// It is internal to etcdpulse: not public API.
 package delayproxy
 
 import (

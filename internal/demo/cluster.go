@@ -1,5 +1,7 @@
 // Package demo runs a small etcd cluster inside the process, on loopback,
 // for `etcdpulse demo`.
+//
+// It is internal to etcdpulse: not public API.
 package demo
 
 import (

@@ -9,6 +9,8 @@
 // death of a real process would. Process mode runs the etcd binary returned
 // by EtcdBinary; its members die with the test binary (Pdeathsig), and their
 // error-level logs go to Member.LogFile, printed when the test fails.
+//
+// It is internal to etcdpulse: not public API.
 package etcdtest
 
 import (

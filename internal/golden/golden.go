@@ -1,5 +1,7 @@
 // Package golden compares generated output with a committed file, and
 // rewrites the file instead when a test runs with -update.
+//
+// It is internal to etcdpulse: not public API.
 package golden
 
 import (

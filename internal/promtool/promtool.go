@@ -1,6 +1,8 @@
 // Package promtool runs the real promtool for tests: rule checks, rule unit
 // tests and PromQL parsing. `make test` builds promtool from the module
 // graph into bin/ and points ETCDPULSE_PROMTOOL at it.
+//
+// It is internal to etcdpulse: not public API.
 package promtool
 
 import (

@@ -8,6 +8,8 @@
 // fails the test: CI must never pass by skipping what it was meant to
 // check. A plain `go test` on a developer's machine skips with the same
 // message instead.
+//
+// It is internal to etcdpulse: not public API.
 package testenv
 
 import (
