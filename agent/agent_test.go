@@ -2,7 +2,6 @@ package agent
 
 import (
 	"bytes"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/etcdpulse/etcdpulse/collectors"
 	"github.com/etcdpulse/etcdpulse/internal/etcdtest"
+	"github.com/etcdpulse/etcdpulse/internal/testenv"
 )
 
 func TestMembershipChanges(t *testing.T) {
@@ -186,26 +186,6 @@ func TestLiveMetrics(t *testing.T) {
 
 func get(t *testing.T, url, accept string) []byte {
 	t.Helper()
-	_, body := getStatus(t, url, accept)
+	_, body := testenv.Get(t, url, accept)
 	return body
-}
-
-// getStatus GETs url, with an Accept header when accept is set, and returns
-// the status code and body.
-func getStatus(t *testing.T, url, accept string) (int, []byte) {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, url, nil)
-	if accept != "" {
-		req.Header.Set("Accept", accept)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, b
 }

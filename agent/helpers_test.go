@@ -117,31 +117,7 @@ func (a *testAgent) scrape() (metrics, error) {
 // value returns the sample of name whose labels include the given
 // name=value pairs.
 func (m metrics) value(name string, labels ...string) (float64, bool) {
-	mf, ok := m[name]
-	if !ok {
-		return 0, false
-	}
-next:
-	for _, s := range mf.Metric {
-		have := map[string]string{}
-		for _, l := range s.Label {
-			have[l.GetName()] = l.GetValue()
-		}
-		for i := 0; i+1 < len(labels); i += 2 {
-			if have[labels[i]] != labels[i+1] {
-				continue next
-			}
-		}
-		switch {
-		case s.Gauge != nil:
-			return s.Gauge.GetValue(), true
-		case s.Counter != nil:
-			return s.Counter.GetValue(), true
-		case s.Untyped != nil:
-			return s.Untyped.GetValue(), true
-		}
-	}
-	return 0, false
+	return testenv.Sample(m, name, labels...)
 }
 
 // labelsWhere lists the `member` label of every sample of name equal to v.

@@ -39,29 +39,7 @@ func families(t *testing.T, c prometheus.Collector) map[string]*dto.MetricFamily
 
 // value returns the sample of name with the given label pairs.
 func value(mfs map[string]*dto.MetricFamily, name string, labels ...string) (float64, bool) {
-	mf, ok := mfs[name]
-	if !ok {
-		return 0, false
-	}
-next:
-	for _, m := range mf.Metric {
-		have := map[string]string{}
-		for _, l := range m.Label {
-			have[l.GetName()] = l.GetValue()
-		}
-		for i := 0; i+1 < len(labels); i += 2 {
-			if have[labels[i]] != labels[i+1] {
-				continue next
-			}
-		}
-		switch {
-		case m.Gauge != nil:
-			return m.Gauge.GetValue(), true
-		case m.Counter != nil:
-			return m.Counter.GetValue(), true
-		}
-	}
-	return 0, false
+	return testenv.Sample(mfs, name, labels...)
 }
 
 // diskstatsName finds the block device of dir the way the collector does

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
@@ -330,32 +329,14 @@ func TestErrorHandlerDedupes(t *testing.T) {
 	}
 }
 
-// tracedAgent is an agent served as run serves it, with a tracer provider.
-type tracedAgent struct {
-	*agent.Agent
-	url string
-}
-
 // startTracedAgent runs an agent with the default schedule and the given
 // tracer provider, served on a real loopback socket.
-func startTracedAgent(t testing.TB, endpoints []string, tp trace.TracerProvider) *tracedAgent {
+func startTracedAgent(t testing.TB, endpoints []string, tp trace.TracerProvider) *servedAgent {
 	t.Helper()
 	cfg := defaultFileConfig()
 	cfg.Etcd.Endpoints = endpoints
 	cfg.Disk.Enabled, cfg.Host.Enabled = false, false
-	a, h, err := newAgent(cfg, slog.New(slog.DiscardHandler), tp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(func() {
-		srv.Close()
-		_ = a.Stop()
-	})
-	return &tracedAgent{Agent: a, url: srv.URL}
+	return serveAgent(t, cfg, tp)
 }
 
 // clearOTelEnv hides the OTEL_* variables of the environment the tests run

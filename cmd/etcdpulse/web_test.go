@@ -21,8 +21,10 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/etcdpulse/etcdpulse/agent"
 	"github.com/etcdpulse/etcdpulse/internal/etcdtest"
 	"github.com/etcdpulse/etcdpulse/internal/testenv"
 )
@@ -182,6 +184,7 @@ func fetch(t *testing.T, c *http.Client, url string) string {
 // servedAgent is an agent built and served as run builds and serves it,
 // on a loopback test server.
 type servedAgent struct {
+	*agent.Agent
 	url     string
 	handler http.Handler
 }
@@ -200,7 +203,14 @@ func quietAgent(t *testing.T, mutate func(*fileConfig)) *servedAgent {
 	if err := cfg.validate(); err != nil {
 		t.Fatal(err)
 	}
-	a, h, err := newAgent(cfg, slog.New(slog.DiscardHandler), nil)
+	return serveAgent(t, cfg, nil)
+}
+
+// serveAgent builds, starts and serves the agent of cfg as run does, on a
+// loopback test server, until the test ends.
+func serveAgent(t testing.TB, cfg fileConfig, tp trace.TracerProvider) *servedAgent {
+	t.Helper()
+	a, h, err := newAgent(cfg, slog.New(slog.DiscardHandler), tp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,22 +224,14 @@ func quietAgent(t *testing.T, mutate func(*fileConfig)) *servedAgent {
 			t.Error(err)
 		}
 	})
-	return &servedAgent{url: srv.URL, handler: h}
+	return &servedAgent{Agent: a, url: srv.URL, handler: h}
 }
 
 // status GETs url and returns the status code and body.
 func status(t *testing.T, url string) (int, string) {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(b)
+	code, body := testenv.Get(t, url, "")
+	return code, string(body)
 }
 
 // scrape parses the agent's /metrics.
@@ -355,29 +357,5 @@ func TestTelemetryPath(t *testing.T) {
 // value returns the sample of name whose labels include the given
 // name=value pairs.
 func value(mfs map[string]*dto.MetricFamily, name string, labels ...string) (float64, bool) {
-	mf, ok := mfs[name]
-	if !ok {
-		return 0, false
-	}
-next:
-	for _, m := range mf.GetMetric() {
-		have := map[string]string{}
-		for _, l := range m.GetLabel() {
-			have[l.GetName()] = l.GetValue()
-		}
-		for i := 0; i+1 < len(labels); i += 2 {
-			if have[labels[i]] != labels[i+1] {
-				continue next
-			}
-		}
-		switch {
-		case m.Gauge != nil:
-			return m.GetGauge().GetValue(), true
-		case m.Counter != nil:
-			return m.GetCounter().GetValue(), true
-		case m.Untyped != nil:
-			return m.GetUntyped().GetValue(), true
-		}
-	}
-	return 0, false
+	return testenv.Sample(mfs, name, labels...)
 }

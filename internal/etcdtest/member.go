@@ -273,6 +273,21 @@ func (m *Member) signal(op string, sig syscall.Signal, frozen bool) error {
 	return nil
 }
 
+// dropAtPeers has the other members' peer proxies cut every connection
+// whose first bytes hold match (nil: none).
+func (m *Member) dropAtPeers(match []byte) {
+	for _, o := range m.c.Members() {
+		if o == m {
+			continue
+		}
+		o.mu.Lock()
+		if o.peerProxy != nil {
+			o.peerProxy.SetDropMatching(match)
+		}
+		o.mu.Unlock()
+	}
+}
+
 // freezeAtProxies freezes (or thaws) an in-process member at its proxies.
 func (m *Member) freezeAtProxies(op string, frozen bool) error {
 	c := m.c
@@ -296,16 +311,7 @@ func (m *Member) freezeAtProxies(op string, frozen bool) error {
 			return fmt.Errorf("etcdtest: %s %s: %w", op, m.name, err)
 		}
 	}
-	for _, o := range c.Members() {
-		if o == m {
-			continue
-		}
-		o.mu.Lock()
-		if o.peerProxy != nil {
-			o.peerProxy.SetDropMatching(match)
-		}
-		o.mu.Unlock()
-	}
+	m.dropAtPeers(match)
 	m.mu.Lock()
 	m.frozen = frozen
 	m.mu.Unlock()
@@ -463,16 +469,7 @@ func (m *Member) IsolatePeers(isolated bool) error {
 	if err := own.SetMode(mode); err != nil {
 		return err
 	}
-	for _, o := range c.Members() {
-		if o == m {
-			continue
-		}
-		o.mu.Lock()
-		if o.peerProxy != nil {
-			o.peerProxy.SetDropMatching(match)
-		}
-		o.mu.Unlock()
-	}
+	m.dropAtPeers(match)
 	c.log.Info("etcdtest: member's peer traffic", "member", m.name, "isolated", isolated)
 	return nil
 }
