@@ -2,7 +2,9 @@ package agent
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -189,3 +191,55 @@ func get(t *testing.T, url, accept string) []byte {
 	_, body := testenv.Get(t, url, accept)
 	return body
 }
+
+// The handler mounts under any prefix and takes nothing but its own paths;
+// with a registerer that cannot be gathered, the program serves the
+// metrics itself and the handler has no /metrics.
+func TestHandlerUnderPrefix(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		reg     prometheus.Registerer
+		metrics int
+	}{
+		{"own registry", nil, http.StatusOK},
+		{"a registry of the program's", prometheus.NewRegistry(), http.StatusOK},
+		{"a registerer only", registerOnly{prometheus.NewRegistry()}, http.StatusNotFound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.Disk.Enabled, cfg.Host.Enabled = false, false
+			a, err := New(Options{Endpoints: []string{closedEndpoint(t)}, Config: &cfg, Registerer: tc.reg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := a.Start(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = a.Stop() })
+			mux := http.NewServeMux()
+			mux.Handle("/etcdpulse/", http.StripPrefix("/etcdpulse", a.Handler()))
+			mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "the program's own page") })
+			srv := httptest.NewServer(mux)
+			t.Cleanup(srv.Close)
+			for path, want := range map[string]int{
+				"/etcdpulse/metrics": tc.metrics, "/etcdpulse/healthz": http.StatusOK,
+				"/etcdpulse/debug/tracez": http.StatusNotFound, // no SDK tracer provider given
+				"/etcdpulse/":             http.StatusNotFound,
+			} {
+				if code, body := testenv.Get(t, srv.URL+path, ""); code != want {
+					t.Errorf("%s: %d %.100q, want %d", path, code, body, want)
+				}
+			}
+			if _, body := testenv.Get(t, srv.URL+"/", ""); string(body) != "the program's own page" {
+				t.Errorf("the program's / answered %q", body)
+			}
+		})
+	}
+}
+
+// registerOnly is a prometheus.Registerer that cannot be gathered.
+type registerOnly struct{ r *prometheus.Registry }
+
+func (o registerOnly) Register(c prometheus.Collector) error   { return o.r.Register(c) }
+func (o registerOnly) MustRegister(cs ...prometheus.Collector) { o.r.MustRegister(cs...) }
+func (o registerOnly) Unregister(c prometheus.Collector) bool  { return o.r.Unregister(c) }
