@@ -75,7 +75,7 @@ type Agent struct {
 	untrace  func()
 	// caps are the capabilities' collectors, for the tests that check
 	// each exports what it declares.
-	caps []collectors.Capability
+	caps []collectors.CapabilityCollectors
 
 	mu     sync.Mutex
 	cancel context.CancelFunc
@@ -143,7 +143,7 @@ func build(opts Options, local probes.LocalStatus) (*Agent, error) {
 	}
 	w := &wiring{cfg: cfg, tls: tlsCfg, logger: logger, state: probes.NewState(), targets: targets, view: &runnerRef{}, local: local, figures: map[string]func() (float64, bool){}}
 	var scheduled []probes.Scheduled
-	var caps []collectors.Capability
+	var caps []collectors.CapabilityCollectors
 	for _, cp := range capabilities {
 		w.probes, w.collectors = nil, nil
 		if err := cp.wire(w); err != nil {
@@ -151,7 +151,7 @@ func build(opts Options, local probes.LocalStatus) (*Agent, error) {
 			return nil, fmt.Errorf("%s: %w", cp.name, err)
 		}
 		scheduled = append(scheduled, w.probes...)
-		caps = append(caps, collectors.Capability{Name: cp.name, Collectors: w.collectors})
+		caps = append(caps, collectors.CapabilityCollectors{Name: cp.name, Collectors: w.collectors})
 	}
 	tick := time.Duration(cfg.Probes.Interval)
 	for _, s := range scheduled {

@@ -86,8 +86,8 @@ type Failing interface {
 	Err() error
 }
 
-// Capability is the collectors of one capability of the agent.
-type Capability struct {
+// CapabilityCollectors are the collectors of one capability of the agent.
+type CapabilityCollectors struct {
 	Name       string
 	Collectors []prometheus.Collector
 }
@@ -97,13 +97,13 @@ type Capability struct {
 // does for its collectors: a capability that cannot read what it exports
 // shows in the metrics, not only in the log.
 type CapabilitiesCollector struct {
-	caps             []Capability
+	caps             []CapabilityCollectors
 	success, elapsed *prometheus.Desc
 }
 
 // NewCapabilitiesCollector returns the collector of caps; capabilities
 // without collectors are left out.
-func NewCapabilitiesCollector(caps []Capability) *CapabilitiesCollector {
+func NewCapabilitiesCollector(caps []CapabilityCollectors) *CapabilitiesCollector {
 	c := &CapabilitiesCollector{success: CapabilitySuccess.Desc(), elapsed: CapabilityDuration.Desc()}
 	for _, cp := range caps {
 		if len(cp.Collectors) > 0 {
