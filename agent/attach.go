@@ -19,8 +19,10 @@ import (
 // its configuration (what opts sets wins), and the member's own status —
 // its ID, leader, term and raft indexes — is read from the server in
 // process: exact, and without a round trip. The other members are probed
-// over the client API, as beside an etcd process. Start the agent once e
-// is ready (<-e.Server.ReadyNotify()).
+// over the client API, as beside an etcd process. With etcd.metrics_url
+// empty, etcd's own histograms are read from the member's first metrics
+// URL, else from its client URL. Start the agent once e is ready
+// (<-e.Server.ReadyNotify()).
 func Attach(e *embed.Etcd, opts Options) (*Agent, error) {
 	cfg := e.Config()
 	if opts.Endpoints == nil {
