@@ -27,15 +27,6 @@ func startLoggedAgent(t testing.TB, endpoints []string, mutate func(*Config)) (*
 	return serveAgent(t, Options{Config: &cfg, Logger: slog.New(slog.NewTextHandler(logs, nil))}), logs
 }
 
-func absentSeries(name string, labels ...string) expect {
-	return func(m metrics) error {
-		if v, ok := m.value(name, labels...); ok {
-			return fmt.Errorf("%s%v = %v, want absent", name, labels, v)
-		}
-		return nil
-	}
-}
-
 // unknownHealth is what an agent that etcd refuses must report: neither
 // the members' health nor the quorum nor the leader, rather than wrong
 // values.

@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
-	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -40,16 +39,6 @@ func recorder(t testing.TB) (*sdktrace.TracerProvider, *tracetest.SpanRecorder) 
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 	return tp, rec
-}
-
-// clearOTelEnv hides the OTEL_* variables of the environment the tests run
-// in; t.Setenv restores them.
-func clearOTelEnv(t *testing.T) {
-	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "OTEL_") {
-			t.Setenv(k, "")
-		}
-	}
 }
 
 // eventually polls f until it returns nil; deadlines are generous because
