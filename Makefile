@@ -34,6 +34,16 @@ PROMETHEUS := $(BIN)/prometheus
 # unpacked from its package under bin/ (no root needed, nothing installed
 # system-wide).
 ETCD_COMPAT := $(BIN)/etcd-3.4/usr/bin/etcd
+# A real Kubernetes API server and helm, each built from the Go module graph
+# in a tools module of its own (tools/kube, tools/helm), to render the chart
+# and check every manifest by server-side dry-run.
+KUBE_APISERVER := $(BIN)/kube-apiserver
+HELM           := $(BIN)/helm
+# The published CRD files of the operators the chart targets, taken from
+# their modules (the module cache holds the whole repository).
+PROMETHEUS_OPERATOR_VERSION := v0.94.0
+GRAFANA_OPERATOR_VERSION    := v5.18.0
+CRDS := $(BIN)/crds
 
 .PHONY: all build tools test lint docs dashboards generate bench-detection bench-alerts clean
 
@@ -60,7 +70,27 @@ $(ETCD_COMPAT):
 	dpkg-deb -x $(BIN)/etcd-3.4/etcd-server_*.deb $(BIN)/etcd-3.4
 	$@ --version | grep '^etcd Version: 3\.4\.'
 
-tools: $(ETCD) $(ETCDCTL) $(PROMTOOL) $(PROMETHEUS) $(ETCD_COMPAT)
+$(KUBE_APISERVER): tools/kube/go.mod tools/kube/go.sum
+	cd tools/kube && $(GO) build -o $@ k8s.io/kubernetes/cmd/kube-apiserver
+
+$(HELM): tools/helm/go.mod tools/helm/go.sum
+	cd tools/helm && $(GO) build -o $@ helm.sh/helm/v3/cmd/helm
+
+# moddir prints the directory of MODULE@VERSION in the module cache,
+# downloading it first.
+moddir = $$(cd tools/kube && $(GO) mod download -json $(1) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p')
+
+$(CRDS)/.done: Makefile
+	rm -rf $(CRDS) && mkdir -p $(CRDS)
+	d=$(call moddir,github.com/prometheus-operator/prometheus-operator@$(PROMETHEUS_OPERATOR_VERSION)) && \
+	  cp $$d/example/prometheus-operator-crd/monitoring.coreos.com_podmonitors.yaml \
+	     $$d/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml \
+	     $$d/example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml $(CRDS)/
+	d=$(call moddir,github.com/grafana/grafana-operator/v5@$(GRAFANA_OPERATOR_VERSION)) && \
+	  cp $$d/config/crd/bases/grafana.integreatly.org_grafanadashboards.yaml $(CRDS)/
+	chmod 644 $(CRDS)/*.yaml && touch $@
+
+tools: $(ETCD) $(ETCDCTL) $(PROMTOOL) $(PROMETHEUS) $(ETCD_COMPAT) $(KUBE_APISERVER) $(HELM) $(CRDS)/.done
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -71,7 +101,9 @@ lint:
 test: tools lint
 	ETCDPULSE_ETCD_BIN=$(ETCD) ETCDPULSE_ETCDCTL_BIN=$(ETCDCTL) \
 	ETCDPULSE_ETCD_COMPAT_BIN=$(ETCD_COMPAT) \
-	ETCDPULSE_PROMTOOL=$(PROMTOOL) ETCDPULSE_PROMETHEUS=$(PROMETHEUS) ETCDPULSE_STRICT=1 \
+	ETCDPULSE_PROMTOOL=$(PROMTOOL) ETCDPULSE_PROMETHEUS=$(PROMETHEUS) \
+	ETCDPULSE_KUBE_APISERVER=$(KUBE_APISERVER) ETCDPULSE_HELM=$(HELM) ETCDPULSE_CRDS=$(CRDS) \
+	ETCDPULSE_STRICT=1 \
 	  $(GO) test -count=1 -timeout 25m ./...
 
 docs:
