@@ -45,9 +45,14 @@ PROMETHEUS_OPERATOR_VERSION := v0.94.0
 GRAFANA_OPERATOR_VERSION    := v5.18.0
 CRDS := $(BIN)/crds
 
-.PHONY: all build tools test lint docs dashboards generate bench-detection bench-alerts clean
+.PHONY: all build tools test lint docs dashboards generate image print-image bench-detection bench-alerts clean
 
 all: build
+
+# Static binaries, as the image has (Dockerfile): without cgo the agent
+# runs on any Linux, and the tests build with the same settings as the
+# image, in one build cache.
+export CGO_ENABLED := 0
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/etcdpulse ./cmd/etcdpulse
@@ -89,6 +94,32 @@ $(CRDS)/.done: Makefile
 	d=$(call moddir,github.com/grafana/grafana-operator/v5@$(GRAFANA_OPERATOR_VERSION)) && \
 	  cp $$d/config/crd/bases/grafana.integreatly.org_grafanadashboards.yaml $(CRDS)/
 	chmod 644 $(CRDS)/*.yaml && touch $@
+
+# The container image (Dockerfile). Its name is defined once, as the chart's
+# image.repository in deploy/helm/etcdpulse/values.yaml, and its tag is
+# VERSION, the chart's appVersion: the chart runs what this builds (a test
+# checks that print-image agrees with the chart). PLATFORMS builds several
+# architectures (docker buildx, or podman --manifest); IMAGE_BUILD_FLAGS
+# passes more, such as --push.
+IMAGE_REPOSITORY = $(shell sed -n 's/^  repository: *//p' deploy/helm/etcdpulse/values.yaml | head -n 1)
+IMAGE            = $(IMAGE_REPOSITORY):$(VERSION)
+PLATFORMS        ?=
+IMAGE_BUILD_FLAGS ?=
+CONTAINER_ENGINE ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)
+IMAGE_ARGS = --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) $(IMAGE_BUILD_FLAGS)
+
+image:
+	@test -n "$(CONTAINER_ENGINE)" || { echo "make image: needs docker or podman (CONTAINER_ENGINE=...)" >&2; exit 1; }
+ifeq ($(PLATFORMS),)
+	$(CONTAINER_ENGINE) build $(IMAGE_ARGS) -t $(IMAGE) .
+else ifneq ($(findstring podman,$(CONTAINER_ENGINE)),)
+	$(CONTAINER_ENGINE) build --platform $(PLATFORMS) $(IMAGE_ARGS) --manifest $(IMAGE) .
+else
+	$(CONTAINER_ENGINE) buildx build --platform $(PLATFORMS) $(IMAGE_ARGS) -t $(IMAGE) .
+endif
+
+print-image:
+	@echo $(IMAGE)
 
 tools: $(ETCD) $(ETCDCTL) $(PROMTOOL) $(PROMETHEUS) $(ETCD_COMPAT) $(KUBE_APISERVER) $(HELM) $(CRDS)/.done
 
