@@ -58,6 +58,7 @@ type container struct {
 		ReadOnlyRootFilesystem   *bool `yaml:"readOnlyRootFilesystem"`
 		AllowPrivilegeEscalation *bool `yaml:"allowPrivilegeEscalation"`
 		RunAsUser                *int  `yaml:"runAsUser"`
+		RunAsGroup               *int  `yaml:"runAsGroup"`
 		RunAsNonRoot             *bool `yaml:"runAsNonRoot"`
 		Capabilities             struct{ Drop, Add []string }
 		SeccompProfile           struct{ Type string } `yaml:"seccompProfile"`
@@ -248,7 +249,7 @@ func checkPod(t *testing.T, pod podSpec) {
 	sc := ctr.SecurityContext
 	if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
 		sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
-		sc.RunAsUser == nil || *sc.RunAsUser != 0 || sc.RunAsNonRoot == nil || *sc.RunAsNonRoot ||
+		sc.RunAsUser == nil || *sc.RunAsUser != 0 || sc.RunAsGroup == nil || *sc.RunAsGroup != 0 || sc.RunAsNonRoot == nil || *sc.RunAsNonRoot ||
 		!slices.Equal(sc.Capabilities.Drop, []string{"ALL"}) || sc.SeccompProfile.Type != "RuntimeDefault" {
 		t.Errorf("securityContext %+v, want the spec's defaults", sc)
 	}
@@ -345,5 +346,23 @@ func TestWALDirOutsideDataDir(t *testing.T) {
 	want = map[string]string{"/etc/kubernetes/pki/etcd": "ro", "/var/lib/etcd": "ro", "/var/lib/.etcdpulse-probe": "rw"}
 	if got := mounts(pod); !maps.Equal(got, want) {
 		t.Errorf("WAL inside the data directory: mounts %v, want %v", got, want)
+	}
+}
+
+// A capability the user adds joins the preset's, and every other one stays
+// dropped (RKE2's CIS profile needs DAC_READ_SEARCH, k0s has it already).
+func TestCapabilitiesJoinThePreset(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--set", "distribution=k0s", "--set", "securityContext.capabilities.add={SYS_PTRACE}"}, []string{"DAC_READ_SEARCH", "SYS_PTRACE"}},
+		{[]string{"--set", "distribution=rke2", "--set", "securityContext.capabilities.add={DAC_READ_SEARCH}"}, []string{"DAC_READ_SEARCH"}},
+		{[]string{"--set", "distribution=rke2"}, nil},
+	} {
+		sc := renderDaemonSet(t, c.args...).Containers[0].SecurityContext
+		if !slices.Equal(sc.Capabilities.Add, c.want) || !slices.Equal(sc.Capabilities.Drop, []string{"ALL"}) {
+			t.Errorf("%v: capabilities add %v drop %v, want add %v drop [ALL]", c.args, sc.Capabilities.Add, sc.Capabilities.Drop, c.want)
+		}
 	}
 }

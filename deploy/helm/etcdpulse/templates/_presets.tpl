@@ -56,7 +56,9 @@ Exists.
   "nodeRole" "node-role.kubernetes.io/etcd"
   "tolerations" $tolerations
   "capabilities" (list) }}
-{{- /* k0s: the client key is 0640, owned by the kube-apiserver user; root without DAC_READ_SEARCH cannot read it. */}}
+{{- /* k0s: the data directory is 0700, owned by the etcd user: root without
+DAC_READ_SEARCH cannot enter it to measure the WAL's filesystem. The client
+key (0640, owner kube-apiserver, group root) is read through the group. */}}
 {{- $k0s := dict
   "endpoints" $endpoints
   "certDir" "/var/lib/k0s/pki"
