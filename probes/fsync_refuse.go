@@ -109,7 +109,7 @@ func (p *FsyncProbe) classify() (reason, detail string, st fsStat) {
 	case errors.Is(err, fs.ErrNotExist):
 		return RefusedNoWALDir, fmt.Sprintf("neither the WAL directory %s nor the data directory %s exists (check --etcd.data-dir and --etcd.wal-dir)", p.opts.WALDir, p.opts.DataDir), st
 	case err != nil:
-		return RefusedError, fmt.Sprintf("stat %s: %v", ref, err), st
+		return RefusedError, statError(ref, err), st
 	}
 	if err := os.MkdirAll(p.opts.Dir, 0o700); err != nil {
 		return RefusedError, fmt.Sprintf("cannot create the probe directory (--disk.probe-dir): %v", err), st
@@ -122,7 +122,7 @@ func (p *FsyncProbe) classify() (reason, detail string, st fsStat) {
 	}
 	dev, err := p.fs.Device(p.opts.Dir)
 	if err != nil {
-		return RefusedError, fmt.Sprintf("stat %s: %v", p.opts.Dir, err), st
+		return RefusedError, statError(p.opts.Dir, err), st
 	}
 	if dev != refDev {
 		return RefusedOtherDevice, fmt.Sprintf("the probe directory %s is on device %s, %s on %s: set --disk.probe-dir to a directory on the WAL's filesystem, outside member/", p.opts.Dir, devName(dev), ref, devName(refDev)), st
@@ -166,3 +166,12 @@ func (e *FsyncRefusedError) Error() string {
 // errNoSpace marks a creation that failed for lack of space (ENOSPC,
 // EDQUOT); fsync_linux.go wraps it.
 var errNoSpace = errors.New("no space left for the probe file")
+
+// statError says which path could not be read, once: an *fs.PathError
+// already names it.
+func statError(path string, err error) string {
+	if _, ok := errors.AsType[*fs.PathError](err); ok {
+		return err.Error()
+	}
+	return fmt.Sprintf("stat %s: %v", path, err)
+}

@@ -114,3 +114,24 @@ func TestFsyncNoWALDirThenRecovers(t *testing.T) {
 		t.Errorf("%d refusal and %d measuring log lines, want 1 each", w, i)
 	}
 }
+
+// A WAL directory that cannot be read is refused with the system's error,
+// naming the path once (an *fs.PathError already names it).
+func TestFsyncRefusalNamesPathOnce(t *testing.T) {
+	base := testenv.DiskDir(t)
+	file := filepath.Join(base, "not-a-directory")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wal := filepath.Join(file, "member", "wal")
+	p := newFsyncProbe(FsyncOptions{Dir: filepath.Join(base, ".etcdpulse-probe"), WALDir: wal, DataDir: file,
+		Syncs: 4, WriteSize: 2300, FileSize: 1 << 20, StallThreshold: time.Second}, &hookFS{})
+	_, err := p.Measure(deadline(t))
+	var re *FsyncRefusedError
+	if !errors.As(err, &re) || re.Reason != RefusedError {
+		t.Fatalf("error = %v, want an error refusal", err)
+	}
+	if n := strings.Count(re.Detail, wal); n != 1 || !strings.Contains(re.Detail, "not a directory") {
+		t.Fatalf("detail %q: want %s named once with the system's error", re.Detail, wal)
+	}
+}
