@@ -21,7 +21,7 @@ var (
 	ProbeDuration = Metric{"etcdpulse_probe_duration_seconds", Histogram,
 		"Duration of probe runs, failed ones included.", []string{"probe"}}
 	ProbeFailures = Metric{"etcdpulse_probe_failures_total", Counter,
-		"Failed probe runs, by probe, member and reason: unreachable (refused, reset, DNS), timeout, tls_certificate_expired, tls_unknown_authority, tls_name_mismatch, tls_bad_certificate, tls, authentication, permission_denied, etcd_error (no leader, NOSPACE, ...), other.",
+		"Failed probe runs, by probe, member and reason: unreachable (refused, reset, DNS), timeout, tls_certificate_expired, tls_unknown_authority, tls_name_mismatch, tls_bad_certificate, tls, authentication, permission_denied, wrong_member (another member answers at the member's advertised client URL), etcd_error (no leader, NOSPACE, ...), other.",
 		[]string{"probe", "member", "reason"}}
 	CapabilitySuccess = Metric{"etcdpulse_capability_success", Gauge,
 		"1 when the capability's collectors read everything they export at the last scrape, 0 when something could not be read (a directory not mounted, the etcd process not found, etcd's metrics URL not answering, the fsync probe refusing); the agent's log says what. Not about etcd's health: a member that is down is measured, and that is a success.",

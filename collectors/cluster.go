@@ -16,7 +16,7 @@ var (
 	LastRound = Metric{"etcdpulse_last_round_timestamp_seconds", Gauge,
 		"Unix time at which the agent last evaluated a probe round.", nil}
 	AgentRefused = Metric{"etcdpulse_agent_refused", Gauge,
-		"1 while the member refuses the agent, or the agent refuses the member's certificate, by reason: tls_certificate_expired, tls_unknown_authority, tls_name_mismatch, tls_bad_certificate, tls, authentication, permission_denied; absent otherwise. While the member's status or health read is refused, its health is unknown, not bad: etcdpulse_member_healthy and the quorum figures are absent rather than wrong.",
+		"1 while the member refuses the agent, or the agent refuses the member's certificate, by reason: tls_certificate_expired, tls_unknown_authority, tls_name_mismatch, tls_bad_certificate, tls, authentication, permission_denied, wrong_member (another member answers at its advertised client URL); absent otherwise. While the member's status or health read is refused, its health is unknown, not bad: etcdpulse_member_healthy and the quorum figures are absent rather than wrong.",
 		[]string{"member", "reason"}}
 	HasLeader = Metric{"etcdpulse_cluster_has_leader", Gauge,
 		"1 when the reachable members agree on one leader in one term, else 0; absent while members that refuse the agent (etcdpulse_agent_refused) could change the answer.", nil}

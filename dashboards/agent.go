@@ -102,14 +102,14 @@ func fsyncRefusedTimeline() *statetimeline.PanelBuilder {
 
 func agentRefusedTimeline() *statetimeline.PanelBuilder {
 	return defaultStateTimeline("etcd refuses the agent",
-		"Members that refuse an agent, or whose certificate an agent refuses, by reason (authentication, permission_denied, the TLS reasons). While refused, that agent reports the member's health and the quorum as unknown (absent), not as bad. Empty while every agent is accepted.",
+		"Members that refuse an agent, or whose certificate an agent refuses, by reason (authentication, permission_denied, wrong_member, the TLS reasons). While refused, that agent reports the member's health and the quorum as unknown (absent), not as bad. Empty while every agent is accepted.",
 		valueMappings(mapping{"1", "refused", "orange"}, mapping{"0", "accepted", "green"}), "EtcdpulseAgentRefused").
 		WithTarget(prometheusQuery(`max by (cluster, instance, member, reason) (`+node("etcdpulse_agent_refused")+`)`, "{{instance}} → {{member}} {{reason}}"))
 }
 
 func probeFailuresTimeseries() *timeseries.PanelBuilder {
 	return defaultTimeseries("Probe failures by reason",
-		"Failed probe runs per second, by probe and reason: unreachable and timeout are the members' doing, the TLS reasons, authentication and permission_denied the agent's own, etcd_error etcd's answer (no leader, NOSPACE).",
+		"Failed probe runs per second, by probe and reason: unreachable and timeout are the members' doing, the TLS reasons, authentication, permission_denied and wrong_member the agent's own, etcd_error etcd's answer (no leader, NOSPACE).",
 		"ops").
 		Min(0).
 		WithTarget(prometheusQuery(`sum by (cluster, instance, probe, reason) (`+rate(node("etcdpulse_probe_failures_total"))+`)`, "{{instance}} {{probe}} {{reason}}"))

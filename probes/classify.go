@@ -2,6 +2,7 @@ package probes
 
 import (
 	"context"
+	"fmt"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -47,6 +48,10 @@ const (
 	// ReasonPermissionDenied: the agent's user or certificate lacks a
 	// permission the probe needs.
 	ReasonPermissionDenied Reason = "permission_denied"
+	// ReasonWrongMember: another member answered at the member's
+	// advertised client URL (k0s advertises https://127.0.0.1:2379 for
+	// every member): from this agent, that member cannot be reached.
+	ReasonWrongMember Reason = "wrong_member"
 	// ReasonEtcd: etcd answered with an error of its own (no leader,
 	// NOSPACE, request timed out, too many requests, ...).
 	ReasonEtcd Reason = "etcd_error"
@@ -58,17 +63,17 @@ const (
 var Reasons = []Reason{
 	ReasonUnreachable, ReasonTimeout,
 	ReasonTLSExpired, ReasonTLSUnknownAuthority, ReasonTLSNameMismatch, ReasonTLSBadCertificate, ReasonTLS,
-	ReasonAuthentication, ReasonPermissionDenied,
+	ReasonAuthentication, ReasonPermissionDenied, ReasonWrongMember,
 	ReasonEtcd, ReasonOther,
 }
 
 // AgentSide reports whether the reason is the agent's own: its
-// certificates, CA, credentials or role. Such a failure says nothing about
-// the member's health.
+// certificates, CA, credentials or role, or a member it cannot address.
+// Such a failure says nothing about the member's health.
 func (r Reason) AgentSide() bool {
 	switch r {
 	case ReasonTLSExpired, ReasonTLSUnknownAuthority, ReasonTLSNameMismatch, ReasonTLSBadCertificate, ReasonTLS,
-		ReasonAuthentication, ReasonPermissionDenied:
+		ReasonAuthentication, ReasonPermissionDenied, ReasonWrongMember:
 		return true
 	}
 	return false
@@ -78,6 +83,9 @@ func (r Reason) AgentSide() bool {
 func Classify(err error) Reason {
 	if err == nil {
 		return ""
+	}
+	if _, ok := errors.AsType[*WrongMemberError](err); ok {
+		return ReasonWrongMember
 	}
 	var te *TimeoutError
 	if errors.As(err, &te) {
@@ -205,4 +213,16 @@ func unwrapStatus(err error) error {
 		}
 	}
 	return err
+}
+
+// WrongMemberError is an answer from another member than the one the
+// agent addressed: every etcd response names the member that sent it.
+type WrongMemberError struct {
+	Endpoint  string
+	Want, Got uint64
+}
+
+func (e *WrongMemberError) Error() string {
+	return fmt.Sprintf("member %s answered at %s, the client URL member %s advertises: from here, %s cannot be reached (is its advertised client URL a loopback address, as k0s sets?)",
+		MemberIDLabel(e.Got), e.Endpoint, MemberIDLabel(e.Want), MemberIDLabel(e.Want))
 }

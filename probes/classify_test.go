@@ -58,6 +58,7 @@ func TestClassify(t *testing.T) {
 		{"NOSPACE", rpctypes.ErrGRPCNoSpace, ReasonEtcd},
 		{"learner", rpctypes.ErrGRPCNotSupportedForLearner, ReasonEtcd},
 		{"unavailable", status.Error(codes.Unavailable, "connection closed"), ReasonUnreachable},
+		{"another member answered", fmt.Errorf("status: %w", &WrongMemberError{Endpoint: "https://127.0.0.1:2379", Want: 2, Got: 1}), ReasonWrongMember},
 		{"anything else", errors.New("odd"), ReasonOther},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -70,7 +71,8 @@ func TestClassify(t *testing.T) {
 
 func TestReasonAgentSide(t *testing.T) {
 	agent := map[Reason]bool{ReasonTLSExpired: true, ReasonTLSUnknownAuthority: true, ReasonTLSNameMismatch: true,
-		ReasonTLSBadCertificate: true, ReasonTLS: true, ReasonAuthentication: true, ReasonPermissionDenied: true}
+		ReasonTLSBadCertificate: true, ReasonTLS: true, ReasonAuthentication: true, ReasonPermissionDenied: true,
+		ReasonWrongMember: true}
 	for _, r := range Reasons {
 		if r.AgentSide() != agent[r] {
 			t.Errorf("%s.AgentSide() = %v", r, r.AgentSide())

@@ -61,7 +61,7 @@ func newNetFixture(t *testing.T, opts etcdtest.Options) *netFixture {
 	t.Cleanup(ts.Close)
 	ts.Update([]Member{
 		{ID: 1, Name: "local", ClientURLs: []string{local}},
-		{ID: 2, Name: "m0", ClientURLs: []string{f.client.URL(scheme)}, PeerURLs: []string{f.peer.URL(scheme)}},
+		{ID: m.ID(), Name: "m0", ClientURLs: []string{f.client.URL(scheme)}, PeerURLs: []string{f.peer.URL(scheme)}},
 	})
 	for _, tg := range ts.All() {
 		if !tg.Local {

@@ -171,7 +171,23 @@ func (ts *Targets) newTarget(m Member, endpoint string) (*Target, error) {
 		c.(*atomic.Uint64).Add(1)
 		return invoker(ctx, method, req, reply, cc, opts...)
 	}
-	opts := ts.dialOptions(count)
+	// Every etcd response names the member that sent it: an answer from
+	// another member than this target's (a shared advertised URL) must not
+	// count as this member's.
+	check := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if err := invoker(ctx, method, req, reply, cc, opts...); err != nil {
+			return err
+		}
+		h, ok := reply.(interface{ GetHeader() *pb.ResponseHeader })
+		if !ok {
+			return nil
+		}
+		if want, got := t.ID(), h.GetHeader().GetMemberId(); want != 0 && got != 0 && got != want {
+			return &WrongMemberError{Endpoint: endpoint, Want: want, Got: got}
+		}
+		return nil
+	}
+	opts := ts.dialOptions(count, check)
 	opts = append(opts, t.conn.dialOptions(endpoint, ts.cfg.TLS)...)
 	if ts.cfg.Username != "" {
 		// Not clientv3's own authentication: clientv3.New would wait for
@@ -195,9 +211,9 @@ func (ts *Targets) newTarget(m Member, endpoint string) (*Target, error) {
 	return t, nil
 }
 
-func (ts *Targets) dialOptions(count grpc.UnaryClientInterceptor) []grpc.DialOption {
+func (ts *Targets) dialOptions(interceptors ...grpc.UnaryClientInterceptor) []grpc.DialOption {
 	opts := []grpc.DialOption{
-		grpc.WithChainUnaryInterceptor(count),
+		grpc.WithChainUnaryInterceptor(interceptors...),
 		// gRPC's default reconnect backoff grows to 120 s: a member back
 		// from a long outage would be seen only minutes later. One attempt
 		// a second at most is cheap and is not a tight loop.
@@ -281,10 +297,19 @@ func (ts *Targets) Update(members []Member) {
 	defer ts.mu.Unlock()
 	ts.known = true
 	seen := map[uint64]bool{}
+	// Before the local member has answered, its endpoint names it only if
+	// exactly one member advertises it (k0s advertises
+	// https://127.0.0.1:2379 for every member).
+	sharing := 0
+	for _, m := range members {
+		if slices.Contains(m.ClientURLs, ts.local.Endpoint) {
+			sharing++
+		}
+	}
 	for _, m := range members {
 		seen[m.ID] = true
 		localID := ts.local.ID()
-		if m.ID == localID || (localID == 0 && slices.Contains(m.ClientURLs, ts.local.Endpoint)) {
+		if m.ID == localID || (localID == 0 && sharing == 1 && slices.Contains(m.ClientURLs, ts.local.Endpoint)) {
 			ts.local.setMember(m)
 			ts.members[m.ID] = ts.local
 			continue

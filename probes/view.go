@@ -71,7 +71,7 @@ type MemberView struct {
 	Serializable bool
 	// Refused is the reason etcd last refused the agent, or the agent
 	// refused the member's certificate, in any core probe (a TLS reason,
-	// authentication, permission_denied); "" when none did.
+	// authentication, permission_denied, wrong_member); "" when none did.
 	Refused Reason
 	// HealthUnknown: the agent cannot judge the member's health, because
 	// its status or health read fails for the agent's own reasons (TLS,
