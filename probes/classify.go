@@ -2,10 +2,10 @@ package probes
 
 import (
 	"context"
-	"fmt"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"syscall"
