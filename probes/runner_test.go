@@ -135,3 +135,35 @@ func TestRunnerHungProbe(t *testing.T) {
 		t.Error("runner not ready after its first round")
 	}
 }
+
+// A run the runner's stop cuts short (before its deadline) is not recorded:
+// it says nothing of etcd, and as a failure it would log the members as
+// failing (context canceled) while the agent shuts down.
+func TestRunnerStopRecordsNoFailure(t *testing.T) {
+	targets, err := NewTargets([]string{"http://127.0.0.1:1"}, ClientConfig{DialTimeout: time.Second}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer targets.Close()
+	hang := newHangProbe()
+	close(hang.release) // each run returns as soon as its context ends
+	state := NewState()
+	logs := &testenv.Buffer{}
+	r := NewRunner(RunnerOptions{
+		Targets: targets, State: state, Tick: 20 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(logs, nil)),
+		Probes: []Scheduled{{Probe: hang, Scope: EveryMember, Schedule: Schedule{Interval: time.Hour, Timeout: time.Hour}}},
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { r.Run(ctx) })
+	waitClosed(t, hang.started, "the probe's first run")
+	cancel()
+	wg.Wait()
+	if o, ok := state.outcome(targets.Local(), "hang"); ok {
+		t.Errorf("a run cut short by the stop was recorded: %+v", o)
+	}
+	if l := logs.Lines("canceled"); len(l) > 0 {
+		t.Errorf("the stop logged failures: %q", l)
+	}
+}
