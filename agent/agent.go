@@ -76,6 +76,8 @@ type Agent struct {
 	// caps are the capabilities' collectors, for the tests that check
 	// each exports what it declares.
 	caps []collectors.CapabilityCollectors
+	// stops undo what the capabilities did in etcd, at Stop.
+	stops []func(context.Context) error
 
 	mu     sync.Mutex
 	cancel context.CancelFunc
@@ -181,7 +183,7 @@ func build(opts Options, local probes.LocalStatus) (*Agent, error) {
 			return nil, fmt.Errorf("registering the agent's metrics: %w", err)
 		}
 	}
-	a := &Agent{cfg: cfg, logger: logger, gatherer: gatherer, targets: targets, runner: runner, caps: caps}
+	a := &Agent{cfg: cfg, logger: logger, gatherer: gatherer, targets: targets, runner: runner, caps: caps, stops: w.stops}
 	a.tracez, a.untrace = tracez(tp)
 	return a, nil
 }
@@ -232,10 +234,22 @@ func (a *Agent) Stop() error {
 		cancel()
 		<-done
 	}
+	// The runs are over: remove what the agent wrote, within a bound, so
+	// that a stop never waits on a member that does not answer.
+	ctx, cancelStops := context.WithTimeout(context.Background(), stopTimeout)
+	for _, stop := range a.stops {
+		if err := stop(ctx); err != nil {
+			a.logger.Warn("cleaning up at stop", "err", err)
+		}
+	}
+	cancelStops()
 	a.untrace()
 	a.targets.Close()
 	return nil
 }
+
+// stopTimeout bounds the clean-up at Stop.
+const stopTimeout = 2 * time.Second
 
 // View returns the cluster as the last probe round saw it.
 func (a *Agent) View() probes.View { return a.runner.View() }

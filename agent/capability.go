@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"crypto/tls"
 	"log/slog"
 	"time"
@@ -37,6 +38,7 @@ type capability struct {
 var capabilities = []capability{
 	membership,
 	reads,
+	writes,
 	disk,
 	network,
 	host,
@@ -63,6 +65,14 @@ type wiring struct {
 	probes     []probes.Scheduled
 	collectors []prometheus.Collector
 	figures    map[string]func() (float64, bool)
+	// stops run when the agent stops, after the last probe run: what a
+	// capability must undo in etcd (the write probe's lease).
+	stops []func(context.Context) error
+}
+
+// onStop registers what to undo when the agent stops.
+func (w *wiring) onStop(f func(context.Context) error) {
+	w.stops = append(w.stops, f)
 }
 
 // probe schedules a probe.

@@ -48,6 +48,9 @@ type EtcdConfig struct {
 	// http://127.0.0.1:2381/metrics); empty means not read. It is the
 	// setting of the etcd metrics capability (etcdmetrics.go).
 	MetricsURL string `yaml:"metrics_url"`
+	// ReadOnly turns off every write: the capabilities that need one
+	// (writes.go) report themselves off.
+	ReadOnly bool `yaml:"read_only"`
 }
 
 // WAL returns the member's WAL directory.
@@ -80,6 +83,7 @@ type ProbesConfig struct {
 	Status     ProbeSchedule `yaml:"status"`
 	Read       ProbeSchedule `yaml:"read"`
 	MemberList ProbeSchedule `yaml:"member_list"`
+	Write      ProbeSchedule `yaml:"write"`
 }
 
 // ProbeSchedule overrides the default schedule for one probe; zero keeps

@@ -345,13 +345,15 @@ func refusedMessage(m MemberView) string {
 		return "etcd refuses the agent's credentials; the member's health is unknown until it accepts them"
 	case ReasonPermissionDenied:
 		return "etcd denies the agent a permission it needs"
+	case ReasonWrongMember:
+		return "another member answers at this member's advertised client URL; its health is unknown from this agent"
 	}
 	return "TLS between the agent and the etcd member fails; the member's health is unknown until it succeeds"
 }
 
 // refusedErr is the error of the probe that was refused.
 func refusedErr(m MemberView) string {
-	for _, p := range []string{ProbeStatus, ProbeReadLinearizable, ProbeReadSerializable, ProbeMemberList} {
+	for _, p := range refusalProbes {
 		if o := m.Outcomes[p]; o.Reason == m.Refused {
 			return o.Err
 		}
@@ -371,6 +373,11 @@ func logChanges(log *slog.Logger, prev, v View) {
 	}
 	was := map[string]MemberView{}
 	for _, m := range prev.Members {
+		if m.Endpoint == "" || m.Outcomes[ProbeStatus].At.IsZero() {
+			// Not logged then (not probed yet): whatever another probe
+			// saw first is logged once the status run has been.
+			continue
+		}
 		was[m.Label] = m
 	}
 	for _, m := range v.Members {

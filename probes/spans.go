@@ -72,6 +72,7 @@ const (
 	rpcMaintenance   = "etcdserverpb.Maintenance/Status"
 	rpcRange         = "etcdserverpb.KV/Range"
 	rpcMemberList    = "etcdserverpb.Cluster/MemberList"
+	rpcPut           = "etcdserverpb.KV/Put"
 	dbSystemNameEtcd = "etcd"
 )
 
@@ -81,6 +82,7 @@ var probeRPC = map[string]string{
 	ProbeReadLinearizable: rpcRange,
 	ProbeReadSerializable: rpcRange,
 	ProbeMemberList:       rpcMemberList,
+	ProbeWrite:            rpcPut,
 }
 
 // Observe records v on o with the current span's trace and span IDs as an
@@ -106,8 +108,9 @@ func runAttributes(s Scheduled, t *Target, v View) []attribute.KeyValue {
 		AttrProbe.String(probe),
 		AttrMemberName.String(t.Label()),
 	}
-	if s.Scope != LocalMember {
-		// A local probe measures the member's host, not etcd.
+	if _, rpc := probeRPC[probe]; rpc || s.Scope != LocalMember {
+		// A local probe that sends etcd no request measures the member's
+		// host, not etcd.
 		attrs = append(attrs, semconv.DBSystemNameKey.String(dbSystemNameEtcd))
 	}
 	if id := t.ID(); id != 0 {

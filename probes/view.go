@@ -308,7 +308,7 @@ func memberView(r TargetResults) MemberView {
 	}
 	m.Healthy = r.Outcomes[ProbeReadLinearizable].OK
 	m.Serializable = r.Outcomes[ProbeReadSerializable].OK
-	for _, p := range []string{ProbeStatus, ProbeReadLinearizable, ProbeReadSerializable, ProbeMemberList} {
+	for _, p := range refusalProbes {
 		if o := r.Outcomes[p]; o.Reason.AgentSide() {
 			m.Refused = o.Reason
 			break
@@ -321,6 +321,10 @@ func memberView(r TargetResults) MemberView {
 	m.HealthUnknown = r.Outcomes[ProbeStatus].refused() || r.Outcomes[health].refused()
 	return m
 }
+
+// refusalProbes are the probes whose refusals etcdpulse_agent_refused
+// reports, in the order the first one found names the reason.
+var refusalProbes = []string{ProbeStatus, ProbeReadLinearizable, ProbeReadSerializable, ProbeMemberList, ProbeWrite}
 
 // refused: the run failed for the agent's own reasons.
 func (o Outcome) refused() bool { return !o.OK && o.Reason.AgentSide() }

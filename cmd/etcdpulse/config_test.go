@@ -34,7 +34,7 @@ func TestConfigErrors(t *testing.T) {
 		file string
 		want string
 	}{
-		{"unknown-field.yml", `line 2: unknown field "etcd.endpoint" (valid fields of etcd: endpoints, tls, dial_timeout, username, password, key_prefix, data_dir, wal_dir, metrics_url)`},
+		{"unknown-field.yml", `line 2: unknown field "etcd.endpoint" (valid fields of etcd: endpoints, tls, dial_timeout, username, password, key_prefix, data_dir, wal_dir, metrics_url, read_only)`},
 		{"unknown-nested-field.yml", `line 3: unknown field "probes.status.intervall" (valid fields of probes.status: interval, timeout)`},
 		{"not-yaml.yml", `not valid YAML: line 1: did not find expected node content`},
 		{"endpoints-not-list.yml", `line 2: field etcd.endpoints: expected a list, such as ["a", "b"]`},

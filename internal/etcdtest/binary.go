@@ -137,3 +137,22 @@ func buildEtcd() (string, error) {
 	}
 	return bin, nil
 }
+
+// EtcdctlBinaryEnv names the environment variable giving the etcdctl binary
+// (`make test` builds it from the version pinned in go.mod and sets it).
+const EtcdctlBinaryEnv = "ETCDPULSE_ETCDCTL_BIN"
+
+// EtcdctlBinary returns $ETCDPULSE_ETCDCTL_BIN, for tests that run the
+// commands the docs give. Without it the test is unavailable: a failure
+// under `make test`, a skip under a plain `go test`.
+func EtcdctlBinary(t testing.TB) string {
+	t.Helper()
+	p := os.Getenv(EtcdctlBinaryEnv)
+	if p == "" {
+		testenv.Unavailable(t, "%s is not set: `make tools` builds bin/etcdctl and `make test` sets it", EtcdctlBinaryEnv)
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("%s: %v", EtcdctlBinaryEnv, err)
+	}
+	return p
+}
