@@ -366,3 +366,13 @@ func TestCapabilitiesJoinThePreset(t *testing.T) {
 		}
 	}
 }
+
+// etcd.readOnly passes --etcd.read-only, and only then.
+func TestReadOnlyValue(t *testing.T) {
+	if slices.Contains(renderDaemonSet(t).Containers[0].Args, "--etcd.read-only") {
+		t.Error("--etcd.read-only by default")
+	}
+	if !slices.Contains(renderDaemonSet(t, "--set", "etcd.readOnly=true").Containers[0].Args, "--etcd.read-only") {
+		t.Error("etcd.readOnly=true: no --etcd.read-only")
+	}
+}

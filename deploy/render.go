@@ -102,6 +102,7 @@ func Matrix() []Case {
 			"--set", "prometheusRule.additionalRuleAnnotations.dashboard=https://grafana.example/d/etcdpulse-overview",
 			"--set", "etcd.walDir=/var/lib/etcd-wal",
 			"--set", "etcd.pidFile=/run/etcd/etcd.pid",
+			"--set", "etcd.readOnly=true",
 			"--set", "nodeSelector.etcdpulse=enabled",
 			"--set", "podLabels.team=storage",
 			"--set", "podAnnotations.note=etcd",

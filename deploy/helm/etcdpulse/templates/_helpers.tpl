@@ -150,6 +150,9 @@ metricRelabelings:
 {{- else }}
 {{- $a = append $a (printf "--host.process-name=%s" $s.processName) }}
 {{- end }}
+{{- if .Values.etcd.readOnly }}
+{{- $a = append $a "--etcd.read-only" }}
+{{- end }}
 {{- if .Values.web.config.enabled }}
 {{- $a = append $a "--web.config.file=/etc/etcdpulse/web/web-config.yml" }}
 {{- end }}
