@@ -21,24 +21,26 @@ import (
 	"github.com/etcdpulse/etcdpulse/internal/testenv"
 )
 
-// The binaries the tests run; `make test` sets both.
-const (
-	helmEnv     = "ETCDPULSE_HELM"
-	promtoolEnv = "ETCDPULSE_PROMTOOL"
-)
+// helmEnv names the helm binary; `make test` builds it and sets it.
+const helmEnv = "ETCDPULSE_HELM"
 
 const chart = "helm/etcdpulse"
 
-func binary(t *testing.T, env string) string {
-	t.Helper()
-	p := os.Getenv(env)
-	if p == "" {
-		testenv.Unavailable(t, "%s is not set: run the tests with `make test`, which builds it", env)
-	}
-	return p
+func helm(t *testing.T) string {
+	return testenv.EnvFile(t, helmEnv, "`make tools` builds bin/helm from tools/helm and `make test` sets it")
 }
 
-func helm(t *testing.T) string { return binary(t, helmEnv) }
+// matrixCase returns the case of deploy.Matrix() named name.
+func matrixCase(t *testing.T, name string) deploy.Case {
+	t.Helper()
+	for _, m := range deploy.Matrix() {
+		if m.Name == name {
+			return m
+		}
+	}
+	t.Fatalf("no case %q in deploy.Matrix()", name)
+	return deploy.Case{}
+}
 
 // render renders the chart and fails the test when helm does.
 func render(t *testing.T, args ...string) []byte {
@@ -320,12 +322,7 @@ func TestMatrixRenders(t *testing.T) {
 
 // Every toggle on renders what it turns on.
 func TestAllToggles(t *testing.T) {
-	var c deploy.Case
-	for _, m := range deploy.Matrix() {
-		if m.Name == "all-toggles" {
-			c = m
-		}
-	}
+	c := matrixCase(t, "all-toggles")
 	objs := decode(t, render(t, c.Args...))
 	got := kinds(objs)
 	nDash := len(mustFiles(t))
@@ -448,12 +445,7 @@ func TestWebConfigProbes(t *testing.T) {
 // Rendering with every toggle off leaves the DaemonSet alone and the agent
 // without disk probe or process metrics.
 func TestAllOff(t *testing.T) {
-	var c deploy.Case
-	for _, m := range deploy.Matrix() {
-		if m.Name == "all-off" {
-			c = m
-		}
-	}
+	c := matrixCase(t, "all-off")
 	objs := decode(t, render(t, c.Args...))
 	if got := kinds(objs); len(got) != 1 || got["DaemonSet"] != 1 {
 		t.Errorf("rendered %v, want only the DaemonSet", got)

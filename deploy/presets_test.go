@@ -268,12 +268,7 @@ func checkPod(t *testing.T, pod podSpec) {
 
 // The user's values win over the preset's.
 func TestOverridesWin(t *testing.T) {
-	var c deploy.Case
-	for _, m := range deploy.Matrix() {
-		if m.Name == "overrides" {
-			c = m
-		}
-	}
+	c := matrixCase(t, "overrides")
 	objs := decode(t, render(t, c.Args...))
 	var ds daemonSet
 	only(t, objs, "DaemonSet", &ds)

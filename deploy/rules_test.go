@@ -2,7 +2,6 @@ package deploy_test
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -10,6 +9,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/etcdpulse/etcdpulse/alerts"
+	"github.com/etcdpulse/etcdpulse/internal/promtool"
 )
 
 type ruleFile struct {
@@ -112,7 +112,6 @@ func TestRuleKnobs(t *testing.T) {
 
 // The rendered groups, knobs applied, are a rule file promtool accepts.
 func TestRenderedRulesPassPromtool(t *testing.T) {
-	promtool := binary(t, promtoolEnv)
 	f := renderRules(t,
 		"--set", "prometheusRule.disabled.EtcdNoLeader=true",
 		"--set", "prometheusRule.customRules.EtcdFsyncSlow.for=10m",
@@ -128,7 +127,5 @@ func TestRenderedRulesPassPromtool(t *testing.T) {
 	if err := os.WriteFile(path, raw, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command(promtool, "check", "rules", path).CombinedOutput(); err != nil {
-		t.Errorf("promtool check rules: %v\n%s", err, out)
-	}
+	promtool.Run(t, "check", "rules", path)
 }

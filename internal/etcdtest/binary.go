@@ -31,14 +31,7 @@ const CompatEtcdBinaryEnv = "ETCDPULSE_ETCD_COMPAT_BIN"
 // failure under `make test`, a skip under a plain `go test`.
 func CompatEtcdBinary(t testing.TB) string {
 	t.Helper()
-	p := os.Getenv(CompatEtcdBinaryEnv)
-	if p == "" {
-		testenv.Unavailable(t, "%s is not set: `make test` unpacks Debian's etcd-server (3.4) into bin/etcd-3.4 and sets it", CompatEtcdBinaryEnv)
-	}
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("%s: %v", CompatEtcdBinaryEnv, err)
-	}
-	return p
+	return testenv.EnvFile(t, CompatEtcdBinaryEnv, "`make test` unpacks Debian's etcd-server (3.4) into bin/etcd-3.4 and sets it")
 }
 
 var etcdBin struct {
@@ -147,12 +140,5 @@ const EtcdctlBinaryEnv = "ETCDPULSE_ETCDCTL_BIN"
 // under `make test`, a skip under a plain `go test`.
 func EtcdctlBinary(t testing.TB) string {
 	t.Helper()
-	p := os.Getenv(EtcdctlBinaryEnv)
-	if p == "" {
-		testenv.Unavailable(t, "%s is not set: `make tools` builds bin/etcdctl and `make test` sets it", EtcdctlBinaryEnv)
-	}
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("%s: %v", EtcdctlBinaryEnv, err)
-	}
-	return p
+	return testenv.EnvFile(t, EtcdctlBinaryEnv, "`make tools` builds bin/etcdctl and `make test` sets it")
 }

@@ -82,25 +82,13 @@ const EtcdPrefix = "/registry"
 // Binary returns $ETCDPULSE_KUBE_APISERVER, or marks the test Unavailable.
 func Binary(t testing.TB) string {
 	t.Helper()
-	return envFile(t, APIServerEnv, "`make tools` builds kube-apiserver from tools/kube into bin/kube-apiserver")
+	return testenv.EnvFile(t, APIServerEnv, "`make tools` builds kube-apiserver from tools/kube into bin/kube-apiserver")
 }
 
 // CRDDir returns $ETCDPULSE_CRDS, or marks the test Unavailable.
 func CRDDir(t testing.TB) string {
 	t.Helper()
-	return envFile(t, CRDsEnv, "`make tools` copies the prometheus-operator and grafana-operator CRD files into bin/crds")
-}
-
-func envFile(t testing.TB, env, how string) string {
-	t.Helper()
-	p := os.Getenv(env)
-	if p == "" {
-		testenv.Unavailable(t, "%s is not set: %s", env, how)
-	}
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("%s: %v", env, err)
-	}
-	return p
+	return testenv.EnvFile(t, CRDsEnv, "`make tools` copies the prometheus-operator and grafana-operator CRD files into bin/crds")
 }
 
 // Start starts etcd and a kube-apiserver on it, waits until /readyz

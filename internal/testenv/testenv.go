@@ -57,3 +57,18 @@ func DiskDir(t testing.TB) string {
 	}
 	return abs
 }
+
+// EnvFile returns the file the environment variable env names, such as a
+// binary `make test` builds, or marks the test Unavailable, saying how it
+// is provided. A set variable naming no file fails the test.
+func EnvFile(t testing.TB, env, how string) string {
+	t.Helper()
+	p := os.Getenv(env)
+	if p == "" {
+		Unavailable(t, "%s is not set: %s", env, how)
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("%s: %v", env, err)
+	}
+	return p
+}
