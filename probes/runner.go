@@ -94,7 +94,11 @@ func (r *Runner) Run(ctx context.Context) {
 	tick := time.NewTicker(r.opts.Tick)
 	defer tick.Stop()
 	for {
-		r.startRound(ctx, time.Now())
+		// A tick and the stop can be ready together, and select picks
+		// either: a stopped runner starts no round.
+		if ctx.Err() == nil {
+			r.startRound(ctx, time.Now())
+		}
 		select {
 		case <-ctx.Done():
 			r.wg.Wait()
@@ -191,7 +195,10 @@ func (r *Runner) clusterTarget(round uint64) *Target {
 func (r *Runner) launch(ctx context.Context, runs *sync.WaitGroup, s Scheduled, t *Target) {
 	key := runKey{s.Probe.Name(), t}
 	r.mu.Lock()
-	if r.inflight[key] {
+	// A stopped runner starts nothing, even in a round it had begun: a
+	// hung run that returns once the stop released it must not be
+	// followed by a fresh one.
+	if r.inflight[key] || ctx.Err() != nil {
 		r.mu.Unlock()
 		return
 	}
