@@ -134,9 +134,10 @@ func TestLiveMetrics(t *testing.T) {
 		gauge("etcdpulse_etcd_metrics_up", 1),
 		gauge("etcdpulse_network_peer_up", 1, "phase", "request"))
 	// Present only in some states: a refused fsync probe, etcd's own peer
-	// RTT, which etcd records every 30 s, an agent that etcd refuses, and
-	// failed probe runs.
+	// RTT, which etcd records every 30 s, an agent that etcd refuses,
+	// failed probe runs, and watches etcd ended.
 	optional := map[string]bool{
+		collectors.WatchRestarts.Name: true,
 		collectors.FsyncRefused.Name:  true,
 		collectors.EtcdPeerRTT.Name:   true,
 		collectors.AgentRefused.Name:  true,

@@ -39,6 +39,7 @@ var capabilities = []capability{
 	membership,
 	reads,
 	writes,
+	replication,
 	disk,
 	network,
 	host,
@@ -68,6 +69,21 @@ type wiring struct {
 	// stops run when the agent stops, after the last probe run: what a
 	// capability must undo in etcd (the write probe's lease).
 	stops []func(context.Context) error
+	// committed learn each write the write probe commits (key, revision,
+	// time of the answer); capabilities wired after writes add theirs.
+	committed []func(key string, rev int64, at time.Time)
+}
+
+// afterWrite registers f to learn each committed probe write.
+func (w *wiring) afterWrite(f func(key string, rev int64, at time.Time)) {
+	w.committed = append(w.committed, f)
+}
+
+// wroteAt tells every registered capability of a committed probe write.
+func (w *wiring) wroteAt(key string, rev int64, at time.Time) {
+	for _, f := range w.committed {
+		f(key, rev, at)
+	}
 }
 
 // onStop registers what to undo when the agent stops.

@@ -49,7 +49,7 @@ type EtcdConfig struct {
 	// setting of the etcd metrics capability (etcdmetrics.go).
 	MetricsURL string `yaml:"metrics_url"`
 	// ReadOnly turns off every write: the capabilities that need one
-	// (writes.go) report themselves off.
+	// (writes.go, replication.go) report themselves off.
 	ReadOnly bool `yaml:"read_only"`
 }
 
@@ -84,6 +84,7 @@ type ProbesConfig struct {
 	Read       ProbeSchedule `yaml:"read"`
 	MemberList ProbeSchedule `yaml:"member_list"`
 	Write      ProbeSchedule `yaml:"write"`
+	Watch      ProbeSchedule `yaml:"watch"`
 }
 
 // ProbeSchedule overrides the default schedule for one probe; zero keeps

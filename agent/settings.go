@@ -76,7 +76,7 @@ var coreSettings = []Setting{
 		func(c *Config) any { return &c.Etcd.Password })),
 	setting("etcd.key_prefix", "The only key space the agent reads and writes its probe keys in; the write probe's key is <prefix><member>/write.",
 		func(c *Config) any { return &c.Etcd.KeyPrefix }),
-	setting("etcd.read_only", "Never write to etcd: the capabilities that need writes (the write probe) are off and say so in etcdpulse_write_enabled.",
+	setting("etcd.read_only", "Never write to etcd: the capabilities that need writes (the write probe, and the watch probe that follows its writes) are off and say so in etcdpulse_write_enabled and etcdpulse_watch_enabled.",
 		func(c *Config) any { return &c.Etcd.ReadOnly }),
 	setting("etcd.data_dir", "The member's data directory (etcd's --data-dir): the disk and host capabilities measure its filesystem.",
 		func(c *Config) any { return &c.Etcd.DataDir }),

@@ -25,7 +25,7 @@ var writes = capability{
 			return nil
 		}
 		i, t := w.cfg.Probes.Schedule(w.cfg.Probes.Write)
-		p := &probes.WriteProbe{Prefix: w.cfg.Etcd.KeyPrefix, LeaseTTL: writeLeaseTTL, Duration: duration}
+		p := &probes.WriteProbe{Prefix: w.cfg.Etcd.KeyPrefix, LeaseTTL: writeLeaseTTL, Duration: duration, Committed: w.wroteAt}
 		w.probe(p, probes.LocalMember, i, t)
 		w.onStop(p.Close)
 		return nil

@@ -7,7 +7,7 @@ var (
 	WriteDuration = Metric{"etcdpulse_write_duration_seconds", Histogram,
 		"Time from sending the probe's put under the agent's key prefix through the member to etcd's answer that it is committed (a quorum has it on disk), successful writes only; failures are counted in etcdpulse_probe_failures_total{probe=\"write\"} by reason.", []string{"member"}}
 	WriteEnabled = Metric{"etcdpulse_write_enabled", Gauge,
-		"1 while the agent writes its probe key; 0 with etcd.read_only, when every capability that needs writes (today: the write probe) is off.", nil}
+		"1 while the agent writes its probe key; 0 with etcd.read_only, when every capability that needs writes (the write probe, and the watch probe that follows its writes: etcdpulse_watch_enabled) is off.", nil}
 )
 
 // WriteMetrics lists these rows in documentation order.

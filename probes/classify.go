@@ -52,6 +52,15 @@ const (
 	// advertised client URL (k0s advertises https://127.0.0.1:2379 for
 	// every member): from this agent, that member cannot be reached.
 	ReasonWrongMember Reason = "wrong_member"
+	// ReasonBehind: the member had not applied a write the cluster
+	// committed within the watch probe's deadline.
+	ReasonBehind Reason = "behind"
+	// ReasonWatchStalled: the member applied the write but its watch did
+	// not deliver it within the deadline.
+	ReasonWatchStalled Reason = "watch_stalled"
+	// ReasonWatchRestarted: etcd ended the member's watch (compacted,
+	// cancelled or closed) and the probe re-established it.
+	ReasonWatchRestarted Reason = "watch_restarted"
 	// ReasonEtcd: etcd answered with an error of its own (no leader,
 	// NOSPACE, request timed out, too many requests, ...).
 	ReasonEtcd Reason = "etcd_error"
@@ -64,6 +73,7 @@ var Reasons = []Reason{
 	ReasonUnreachable, ReasonTimeout,
 	ReasonTLSExpired, ReasonTLSUnknownAuthority, ReasonTLSNameMismatch, ReasonTLSBadCertificate, ReasonTLS,
 	ReasonAuthentication, ReasonPermissionDenied, ReasonWrongMember,
+	ReasonBehind, ReasonWatchStalled, ReasonWatchRestarted,
 	ReasonEtcd, ReasonOther,
 }
 
@@ -86,6 +96,15 @@ func Classify(err error) Reason {
 	}
 	if _, ok := errors.AsType[*WrongMemberError](err); ok {
 		return ReasonWrongMember
+	}
+	if _, ok := errors.AsType[*BehindError](err); ok {
+		return ReasonBehind
+	}
+	if _, ok := errors.AsType[*WatchStalledError](err); ok {
+		return ReasonWatchStalled
+	}
+	if _, ok := errors.AsType[*WatchRestartedError](err); ok {
+		return ReasonWatchRestarted
 	}
 	var te *TimeoutError
 	if errors.As(err, &te) {

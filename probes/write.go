@@ -28,6 +28,9 @@ type WriteProbe struct {
 	LeaseTTL time.Duration
 	// Duration observes the time of each successful put, by member.
 	Duration *prometheus.HistogramVec
+	// Committed, when set, learns each committed put: its key, revision
+	// and when the answer came (the watch probe follows it).
+	Committed func(key string, rev int64, at time.Time)
 
 	mu      sync.Mutex
 	lease   clientv3.LeaseID
@@ -71,8 +74,9 @@ func (p *WriteProbe) Run(ctx context.Context, t *Target) error {
 	}
 	key := p.Key(label)
 	start := time.Now()
-	_, err := t.Client.KV.Put(ctx, key, start.UTC().Format(time.RFC3339Nano), clientv3.WithLease(p.lease))
-	d := time.Since(start)
+	resp, err := t.Client.KV.Put(ctx, key, start.UTC().Format(time.RFC3339Nano), clientv3.WithLease(p.lease))
+	answered := time.Now()
+	d := answered.Sub(start)
 	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 		p.lease = 0 // expired while the member was away: a new one next run
 	}
@@ -81,6 +85,9 @@ func (p *WriteProbe) Run(ctx context.Context, t *Target) error {
 	}
 	if p.Duration != nil {
 		p.Duration.WithLabelValues(label).Observe(d.Seconds())
+	}
+	if p.Committed != nil {
+		p.Committed(key, resp.Header.Revision, answered)
 	}
 	return nil
 }
