@@ -131,6 +131,7 @@ func TestLiveMetrics(t *testing.T) {
 		gauge("etcdpulse_probe_success", 1, "probe", "member_list"),
 		gauge("etcdpulse_probe_success", 1, "probe", "fsync"),
 		gauge("etcdpulse_probe_success", 1, "probe", "network"),
+		gauge("etcdpulse_probe_success", 1, "probe", "hash"),
 		gauge("etcdpulse_etcd_metrics_up", 1),
 		gauge("etcdpulse_network_peer_up", 1, "phase", "request"))
 	// Present only in some states: a refused fsync probe, etcd's own peer

@@ -40,6 +40,7 @@ var capabilities = []capability{
 	reads,
 	writes,
 	replication,
+	consistency,
 	disk,
 	network,
 	host,

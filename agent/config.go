@@ -85,6 +85,7 @@ type ProbesConfig struct {
 	MemberList ProbeSchedule `yaml:"member_list"`
 	Write      ProbeSchedule `yaml:"write"`
 	Watch      ProbeSchedule `yaml:"watch"`
+	Hash       ProbeSchedule `yaml:"hash"`
 }
 
 // ProbeSchedule overrides the default schedule for one probe; zero keeps

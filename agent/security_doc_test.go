@@ -47,25 +47,36 @@ func TestSecurityDocRole(t *testing.T) {
 	if len(cmds) < 3 {
 		t.Fatalf("docs/security.md gives %d etcdctl commands: %q", len(cmds), cmds)
 	}
-	c := etcdtest.Start(t, etcdtest.Options{Size: 1, Mode: etcdtest.InProcess})
+	c := etcdtest.Start(t, etcdtest.Options{Size: 3, Mode: etcdtest.InProcess})
 	c.EnableAuth(t, "root-password")
 	for _, line := range cmds {
 		cmd := exec.Command("sh", "-c", line)
 		cmd.Env = append(os.Environ(),
 			"PATH="+filepath.Dir(etcdctl)+":"+os.Getenv("PATH"),
-			"ETCDCTL_ENDPOINTS="+c.ClientURLs()[0],
+			"ETCDCTL_ENDPOINTS="+strings.Join(c.ClientURLs(), ","),
 			"ETCDCTL_USER=root:root-password",
 			"ETCDPULSE_PASSWORD=agent-password")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("%s: %v\n%s", line, err, out)
 		}
 	}
-	a := startAgent(t, c.ClientURLs(), func(cfg *Config) {
+	a, logs := startLoggedAgent(t, c.ClientURLs()[:1], func(cfg *Config) {
 		credentials("agent-password")(cfg)
 		cfg.Disk.Enabled = false
 		cfg.Probes.Write.Interval = Duration(time.Second)
+		cfg.Probes.Hash.Interval = Duration(time.Second)
 	})
-	a.waitFor(t, "healthy, writing, not refused", append(healthyCluster(1),
+	exps := append(healthyCluster(3),
 		countAtLeast("etcdpulse_write_duration_seconds", 2, "member", c.Member(0).Name()),
-		absentFamily("etcdpulse_agent_refused"))...)
+		absentFamily("etcdpulse_agent_refused"))
+	for _, m := range c.Members() {
+		exps = append(exps, countAtLeast("etcdpulse_watch_delivery_seconds", 2, "member", m.Name()))
+	}
+	// HashKV is etcd's root's alone under authentication: the one thing
+	// the role cannot do, reported as such, and nothing else breaks.
+	exps = append(exps, gaugeAtLeast("etcdpulse_probe_failures_total", 1, "probe", "hash", "reason", "permission_denied"))
+	a.waitFor(t, "healthy, writing, watching, not refused; the hash check refused", exps...)
+	if l := logs.Lines("hash consistency check failed", "reason=permission_denied", "only to the root role", "docs/security.md"); len(l) != 1 {
+		t.Errorf("%d log lines naming the refused HashKV, want 1; log:\n%s", len(l), logs)
+	}
 }

@@ -89,6 +89,11 @@ func (r *Runner) View() View { return *r.view.Load() }
 // Ready reports whether the first round has finished and been evaluated.
 func (r *Runner) Ready() bool { return r.ready.Load() }
 
+// ErrNotReady is what a probe returns when it cannot run yet (the cluster
+// view it needs is not there): the run is not recorded, and the probe is
+// due again at the next tick rather than a whole interval later.
+var ErrNotReady = errors.New("not ready to run")
+
 // Run runs rounds until ctx is done, then waits for runs in flight.
 func (r *Runner) Run(ctx context.Context) {
 	tick := time.NewTicker(r.opts.Tick)
@@ -233,6 +238,14 @@ func (r *Runner) runOne(ctx context.Context, s Scheduled, t *Target) {
 		// says nothing of etcd, and recording it would log members
 		// failing (context canceled) as the agent shuts down.
 		span.SetStatus(codes.Error, "agent stopping")
+		return
+	}
+	if errors.Is(err, ErrNotReady) {
+		// Not run: due again at the next tick, and nothing recorded.
+		span.SetAttributes(AttrResult.String("not_ready"))
+		r.mu.Lock()
+		delete(r.lastStart, name)
+		r.mu.Unlock()
 		return
 	}
 	if err == nil && ctx.Err() != nil {
