@@ -143,7 +143,7 @@ func build(opts Options, local probes.LocalStatus) (*Agent, error) {
 	if err != nil {
 		return nil, fieldError("etcd.endpoints", err.Error())
 	}
-	w := &wiring{cfg: cfg, tls: tlsCfg, logger: logger, state: probes.NewState(), targets: targets, view: &runnerRef{}, local: local, figures: map[string]func() (float64, bool){}}
+	w := &wiring{cfg: cfg, tls: tlsCfg, logger: logger, state: probes.NewState(), targets: targets, view: &runnerRef{}, etcdMetrics: &etcdMetricsRef{}, local: local, figures: map[string]func() (float64, bool){}}
 	var scheduled []probes.Scheduled
 	var caps []collectors.CapabilityCollectors
 	for _, cp := range capabilities {

@@ -7,6 +7,9 @@ import (
 	"slices"
 	"testing"
 
+	"go.etcd.io/etcd/server/v3/storage"
+
+	"github.com/etcdpulse/etcdpulse/collectors"
 	"github.com/etcdpulse/etcdpulse/internal/etcdtest"
 )
 
@@ -55,6 +58,9 @@ func TestAttachFaults(t *testing.T) {
 		gauge("etcdpulse_local_member_info", 1, "member", local, "member_id", fmt.Sprintf("%x", c.Member(0).ID())),
 		gauge("etcdpulse_member_is_learner", 0, "member", local),
 		gauge("etcdpulse_etcd_metrics_up", 1),
+		// The quota from the embedded server's configuration: unset,
+		// etcd's default.
+		quotaFrom(local, float64(storage.DefaultQuotaBytes), collectors.QuotaFromStatus),
 		histCountAtLeast(mFsyncDuration, DefaultDiskSyncs))
 	sameView(t, attached[0], sidecars[0])
 	// In process means no Status call to the local member, where the

@@ -37,6 +37,7 @@ type capability struct {
 // command's flags) and the metrics reference are made from it.
 var capabilities = []capability{
 	membership,
+	capacity,
 	reads,
 	writes,
 	replication,
@@ -59,6 +60,9 @@ type wiring struct {
 	// view is the agent's runner, from the end of New on: collectors read
 	// it at scrape time.
 	view *runnerRef
+	// etcdMetrics is the reader of the local member's own metrics once
+	// the etcd metrics capability is wired, when etcd.metrics_url is set.
+	etcdMetrics *etcdMetricsRef
 	// local, when the agent is attached to an embedded member, answers
 	// for it in process; nil beside an etcd process.
 	local probes.LocalStatus

@@ -48,6 +48,10 @@ type EtcdConfig struct {
 	// http://127.0.0.1:2381/metrics); empty means not read. It is the
 	// setting of the etcd metrics capability (etcdmetrics.go).
 	MetricsURL string `yaml:"metrics_url"`
+	// QuotaBackendBytes is the members' --quota-backend-bytes, for members
+	// that do not report their quota (etcd 3.4 and 3.5); 0 means not known.
+	// It is the setting of the capacity capability (capacity.go).
+	QuotaBackendBytes int64 `yaml:"quota_backend_bytes"`
 	// ReadOnly turns off every write: the capabilities that need one
 	// (writes.go, replication.go) report themselves off.
 	ReadOnly bool `yaml:"read_only"`

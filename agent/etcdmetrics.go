@@ -54,6 +54,7 @@ func wireEtcdMetrics(w *wiring) error {
 		Members: w.targets,
 		Logger:  w.logger,
 	})
+	w.etcdMetrics.EtcdMetrics = e
 	w.collect(e)
 	w.probe(e, probes.LocalMember, etcdMetricsInterval, etcdMetricsTimeout)
 	return nil

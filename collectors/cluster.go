@@ -9,7 +9,8 @@ import (
 )
 
 // What ClusterCollector computes from the evaluated view: the local member,
-// the cluster, each member, each probe's verdict.
+// the cluster, each member, each probe's verdict. The database figures are
+// CapacityCollector's.
 var (
 	Up = Metric{"etcdpulse_up", Gauge,
 		"1 when the local etcd member answered its last status probe, else 0.", nil}
@@ -58,12 +59,6 @@ var (
 		"Raft entries the member's committed index is behind the highest committed index any reachable member reported.", []string{"member"}}
 	MemberApplyLag = Metric{"etcdpulse_member_raft_apply_lag", Gauge,
 		"Raft entries the member has committed but not yet applied.", []string{"member"}}
-	MemberDBSize = Metric{"etcdpulse_member_db_size_bytes", Gauge,
-		"Physical size of the member's backend database.", []string{"member"}}
-	MemberDBSizeInUse = Metric{"etcdpulse_member_db_size_in_use_bytes", Gauge,
-		"Logically used size of the member's backend database; the rest is reclaimable by defragmentation.", []string{"member"}}
-	MemberDBQuota = Metric{"etcdpulse_member_db_quota_bytes", Gauge,
-		"Backend quota of the member (--quota-backend-bytes); writes stop with a NOSPACE alarm past it.", []string{"member"}}
 	MemberAlarm = Metric{"etcdpulse_member_alarm_active", Gauge,
 		"1 while an alarm raised by the member is active, by alarm type (NOSPACE, CORRUPT).", []string{"member", "alarm"}}
 	ProbeSuccess = Metric{"etcdpulse_probe_success", Gauge,
@@ -71,7 +66,7 @@ var (
 )
 
 // ClusterMetrics lists these rows in documentation order.
-var ClusterMetrics = []Metric{Up, LastRound, AgentRefused, HasLeader, LeaderVoters, LeaderDisagreement, LeaderChanges, Term, Members, VotingMembers, HealthyVotingMembers, QuorumSize, FaultTolerance, MemberInfo, LocalMemberInfo, MemberReachable, MemberHealthy, MemberIsLeader, MemberIsLearner, MemberRaftTerm, MemberRaftIndexLag, MemberApplyLag, MemberDBSize, MemberDBSizeInUse, MemberDBQuota, MemberAlarm, ProbeSuccess}
+var ClusterMetrics = []Metric{Up, LastRound, AgentRefused, HasLeader, LeaderVoters, LeaderDisagreement, LeaderChanges, Term, Members, VotingMembers, HealthyVotingMembers, QuorumSize, FaultTolerance, MemberInfo, LocalMemberInfo, MemberReachable, MemberHealthy, MemberIsLeader, MemberIsLearner, MemberRaftTerm, MemberRaftIndexLag, MemberApplyLag, MemberAlarm, ProbeSuccess}
 
 // ViewSource gives the latest evaluated cluster view; the runner is one.
 type ViewSource interface {
@@ -203,11 +198,6 @@ func (c *ClusterCollector) collectMember(gauge func(Metric, float64, ...string),
 		gauge(MemberRaftTerm, float64(st.Term), l)
 		gauge(MemberRaftIndexLag, float64(m.RaftIndexLag), l)
 		gauge(MemberApplyLag, float64(sub(st.RaftIndex, st.AppliedIndex)), l)
-		gauge(MemberDBSize, float64(st.DBSize), l)
-		gauge(MemberDBSizeInUse, float64(st.DBSizeInUse), l)
-		if st.DBQuota > 0 {
-			gauge(MemberDBQuota, float64(st.DBQuota), l)
-		}
 	}
 	if m.ID != 0 && alarmsKnown {
 		for _, t := range probes.AlarmTypes {

@@ -44,6 +44,11 @@ const (
 	etcdWALFsync      = "etcd_disk_wal_fsync_duration_seconds"
 	etcdBackendCommit = "etcd_disk_backend_commit_duration_seconds"
 	etcdPeerRTT       = "etcd_network_peer_round_trip_time_seconds"
+	// etcdQuota is the backend quota the member enforces, etcd's default
+	// when --quota-backend-bytes is 0, negative when the quota is off.
+	// etcd 3.4 and later export it (etcd 3.4.23 does, checked against
+	// Debian's binary).
+	etcdQuota = "etcd_server_quota_backend_bytes"
 )
 
 // maxEtcdMetricsBytes bounds what is read of etcd's /metrics (usually a
@@ -91,6 +96,9 @@ type EtcdView struct {
 	BackendCommit *HistogramData
 	// PeerRTT is keyed by etcd's To label: the peer's hex member ID.
 	PeerRTT map[string]*HistogramData
+	// QuotaBackendBytes is etcd_server_quota_backend_bytes, the backend
+	// quota the member enforces (negative: none); nil when not exported.
+	QuotaBackendBytes *int64
 }
 
 // HistogramData is a cumulative histogram.
@@ -178,6 +186,10 @@ func ParseEtcdMetrics(r io.Reader) (EtcdView, error) {
 		return nil
 	}
 	v.WALFsync, v.BackendCommit = one(etcdWALFsync), one(etcdBackendCommit)
+	if mf, ok := mfs[etcdQuota]; ok && mf.GetType() == dto.MetricType_GAUGE && len(mf.Metric) > 0 {
+		q := int64(mf.Metric[0].GetGauge().GetValue())
+		v.QuotaBackendBytes = &q
+	}
 	if mf, ok := mfs[etcdPeerRTT]; ok && mf.GetType() == dto.MetricType_HISTOGRAM {
 		for _, m := range mf.Metric {
 			for _, l := range m.Label {
@@ -206,6 +218,24 @@ func (e *EtcdMetrics) Latest() (EtcdView, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.last, e.ok
+}
+
+// QuotaBackendBytes returns the backend quota the local member reported
+// in its last successful read (etcd_server_quota_backend_bytes: the quota
+// it enforces, etcd's default included; negative when it has none), and
+// whether one was read. A later failed read does not hide it: the quota
+// changes only with a restart of etcd, and a quota that came and went
+// with each read would flip the source of the capacity figures.
+func (e *EtcdMetrics) QuotaBackendBytes() (int64, bool) {
+	if e == nil {
+		return 0, false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if q := e.last.QuotaBackendBytes; q != nil {
+		return *q, true
+	}
+	return 0, false
 }
 
 // PeerLabel names etcd's To label (a hex member ID) the way the agent

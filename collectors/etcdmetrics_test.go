@@ -39,6 +39,9 @@ etcd_network_peer_round_trip_time_seconds_count{To="ff"} 1
 # HELP etcd_server_has_leader Whether or not a leader exists. 1 is existence, 0 is not.
 # TYPE etcd_server_has_leader gauge
 etcd_server_has_leader 1
+# HELP etcd_server_quota_backend_bytes Current backend storage quota size in bytes.
+# TYPE etcd_server_quota_backend_bytes gauge
+etcd_server_quota_backend_bytes 2.147483648e+09
 `
 
 type fixedMembers []probes.Member
@@ -58,6 +61,12 @@ func TestParseEtcdMetrics(t *testing.T) {
 	}
 	if len(v.PeerRTT) != 2 || v.PeerRTT["2a"].Count != 4 {
 		t.Errorf("peer RTT = %+v", v.PeerRTT)
+	}
+	if q := v.QuotaBackendBytes; q == nil || *q != 2<<30 {
+		t.Errorf("quota = %v, want 2 GiB", q)
+	}
+	if v, _ := ParseEtcdMetrics(strings.NewReader("")); v.QuotaBackendBytes != nil {
+		t.Errorf("quota %d read from nothing", *v.QuotaBackendBytes)
 	}
 	if _, err := ParseEtcdMetrics(strings.NewReader("not metrics {")); err == nil {
 		t.Error("garbage parsed")
@@ -110,6 +119,11 @@ func TestEtcdMetricsRealMember(t *testing.T) {
 				return nil
 			})
 			compareMetrics(t, e, []Metric{EtcdMetricsUp}, EtcdMetricsUp.Name+" 1", EtcdMetricsUp.Name)
+			// The quota etcd enforces, its default here, for the capacity
+			// figures of a member whose status does not say.
+			if q, ok := e.QuotaBackendBytes(); !ok || q != 2<<30 {
+				t.Errorf("quota %d (read %v), want etcd's default, 2 GiB", q, ok)
+			}
 			for _, m := range []Metric{EtcdWALFsync, EtcdBackendCommit} {
 				mf := mfs[m.Name]
 				if mf == nil || mf.Metric[0].GetHistogram().GetSampleCount() == 0 {

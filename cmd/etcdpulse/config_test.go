@@ -34,7 +34,7 @@ func TestConfigErrors(t *testing.T) {
 		file string
 		want string
 	}{
-		{"unknown-field.yml", `line 2: unknown field "etcd.endpoint" (valid fields of etcd: endpoints, tls, dial_timeout, username, password, key_prefix, data_dir, wal_dir, metrics_url, read_only)`},
+		{"unknown-field.yml", `line 2: unknown field "etcd.endpoint" (valid fields of etcd: endpoints, tls, dial_timeout, username, password, key_prefix, data_dir, wal_dir, metrics_url, quota_backend_bytes, read_only)`},
 		{"unknown-nested-field.yml", `line 3: unknown field "probes.status.intervall" (valid fields of probes.status: interval, timeout)`},
 		{"not-yaml.yml", `not valid YAML: line 1: did not find expected node content`},
 		{"endpoints-not-list.yml", `line 2: field etcd.endpoints: expected a list, such as ["a", "b"]`},
@@ -58,6 +58,7 @@ func TestConfigErrors(t *testing.T) {
 		{"telemetry-path-root.yml", `web.telemetry_path (--web.telemetry-path): "/" is the landing page; pick a path of its own, such as "/metrics"`},
 		{"telemetry-path-readyz.yml", `web.telemetry_path (--web.telemetry-path): "/readyz" is the agent's readiness endpoint; pick another path, such as "/metrics"`},
 		{"telemetry-path-debug.yml", `web.telemetry_path (--web.telemetry-path): "/debug/metrics" is under /debug/, where the agent serves traces and profiles; pick another path, such as "/metrics"`},
+		{"negative-quota.yml", `etcd.quota_backend_bytes (--etcd.quota-backend-bytes): must not be negative, got -1: give the members' --quota-backend-bytes in bytes (8 GiB is 8589934592), or 0 when it is not set`},
 		{"bad-prefix.yml", `etcd.key_prefix (--etcd.key-prefix): "registry/" must start and end with "/" and name a key space of its own, such as "/etcdpulse/"`},
 	}
 	for _, c := range cases {

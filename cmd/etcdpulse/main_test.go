@@ -44,7 +44,7 @@ func TestConfigCheck(t *testing.T) {
 		{[]string{"run", "--config.file", "testdata/config/good.yml", "--config.check"}, 0, "configuration is valid\n"},
 		{[]string{"run", "--config.check"}, 0, "configuration is valid\n"},
 		{[]string{"run", "--config.file", "testdata/config/unknown-field.yml", "--config.check"}, 1,
-			"etcdpulse: invalid configuration:\n  --config.file testdata/config/unknown-field.yml: line 2: unknown field \"etcd.endpoint\" (valid fields of etcd: endpoints, tls, dial_timeout, username, password, key_prefix, data_dir, wal_dir, metrics_url, read_only)\n"},
+			"etcdpulse: invalid configuration:\n  --config.file testdata/config/unknown-field.yml: line 2: unknown field \"etcd.endpoint\" (valid fields of etcd: endpoints, tls, dial_timeout, username, password, key_prefix, data_dir, wal_dir, metrics_url, quota_backend_bytes, read_only)\n"},
 		{[]string{"run", "--etcd.endpoints", "127.0.0.1:2379", "--config.check"}, 1,
 			"etcdpulse: invalid configuration:\n  etcd.endpoints[0] (--etcd.endpoints): \"127.0.0.1:2379\" is not a client URL (expected http://host:port or https://host:port)\n"},
 		{[]string{"run", "--etcd.tls.ca-file", "/nonexistent/ca.crt", "--config.check"}, 1,

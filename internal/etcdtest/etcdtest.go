@@ -75,6 +75,9 @@ type Options struct {
 	// in the test process, at its advertised peer URL, so that
 	// Member.IsolatePeers can cut it.
 	PeerProxy bool
+	// QuotaBackendBytes is every member's --quota-backend-bytes; 0 means
+	// etcd's default (2 GiB), negative turns the quota off.
+	QuotaBackendBytes int64
 }
 
 // Timeouts used by Start, AddMember and RemoveMember.

@@ -501,6 +501,7 @@ func (m *Member) launchEmbed() error {
 	cfg.InitialClusterToken = c.token
 	cfg.TickMs = c.opts.HeartbeatMs
 	cfg.ElectionMs = c.opts.ElectionMs
+	cfg.QuotaBackendBytes = c.opts.QuotaBackendBytes
 	cfg.LogLevel = "error"
 	mute := new(atomic.Bool)
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(newEtcdLogger(lf, c.opts.Logger, m.name, mute))
@@ -563,6 +564,9 @@ func (m *Member) launchProcess() error {
 		"--election-timeout=" + strconv.FormatUint(uint64(c.opts.ElectionMs), 10),
 		"--log-level=error",
 		"--log-outputs=stderr",
+	}
+	if q := c.opts.QuotaBackendBytes; q != 0 {
+		args = append(args, "--quota-backend-bytes="+strconv.FormatInt(q, 10))
 	}
 	if tl := c.opts.TLS; tl != nil {
 		args = append(args,
