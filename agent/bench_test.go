@@ -8,8 +8,12 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcdpulse/etcdpulse/internal/etcdtest"
 )
@@ -620,4 +624,206 @@ func BenchmarkRequestRate(b *testing.B) {
 	b.ReportMetric(mean(perAgent), "req/s-per-agent")
 	b.ReportMetric(mean(allRates), "req/s-per-member-all-agents")
 	b.ReportMetric(slices.Max(allRates), "req/s-max-member-all-agents")
+}
+
+// BenchmarkWriteThroughput measures etcd's write throughput with one agent
+// per member at default settings (the fsync probe on each member's own data
+// directory) against the same cluster without agents, in alternating
+// windows of one run (ABBA order), so that the shared machine's drift
+// falls on both sides. Each window runs a fixed write load (64 clients,
+// 256-byte values, over 1000 keys) through a client balanced over every
+// member for ETCDPULSE_BENCH_WINDOW (default 10 s). One iteration is one
+// pair of windows. Reported: the median of the pairs' with/without ratios
+// (ratio-median), and the puts/s medians. bench/write-throughput.sh runs
+// it; docs/benchmarks.md records the figures.
+func BenchmarkWriteThroughput(b *testing.B) {
+	window := 10 * time.Second
+	if v := os.Getenv("ETCDPULSE_BENCH_WINDOW"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			b.Fatalf("ETCDPULSE_BENCH_WINDOW: %v", err)
+		}
+		window = d
+	}
+	c := etcdtest.Start(b, etcdtest.Options{Size: 3, Mode: etcdtest.Process})
+	cli := c.Client(b)
+	load := func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), window)
+		defer cancel()
+		val := strings.Repeat("v", 256)
+		var n atomic.Int64
+		var wg sync.WaitGroup
+		for w := range 64 {
+			wg.Go(func() {
+				for i := 0; ctx.Err() == nil; i++ {
+					if _, err := cli.Put(ctx, fmt.Sprintf("/bench/%d", (w*7919+i)%1000), val); err == nil {
+						n.Add(1)
+					}
+				}
+			})
+		}
+		start := time.Now()
+		wg.Wait()
+		return float64(n.Load()) / time.Since(start).Seconds()
+	}
+	window1 := func(on bool) float64 {
+		if !on {
+			return load()
+		}
+		agents := agentsWith(b, c, func(m *etcdtest.Member, cfg *Config) { cfg.Etcd.DataDir = m.DataDir() })
+		for _, a := range agents {
+			a.waitFor(b, "agent ready", append(healthyCluster(3), gauge("etcdpulse_write_enabled", 1))...)
+		}
+		defer func() {
+			for _, a := range agents {
+				a.stop()
+			}
+		}()
+		return load()
+	}
+	load() // warm up: the cluster's first writes are slower
+	var with, without, ratios []float64
+	for i := 0; b.Loop(); i++ {
+		order := []bool{false, true}
+		if i%2 == 1 {
+			order = []bool{true, false}
+		}
+		var pair [2]float64
+		for _, on := range order {
+			r := window1(on)
+			if on {
+				pair[1] = r
+				with = append(with, r)
+			} else {
+				pair[0] = r
+				without = append(without, r)
+			}
+			b.Logf("pair %d, agents %v: %.0f puts/s", i, on, r)
+		}
+		ratios = append(ratios, pair[1]/pair[0])
+	}
+	b.StopTimer()
+	med := func(xs []float64) float64 {
+		s := slices.Clone(xs)
+		slices.Sort(s)
+		if len(s)%2 == 1 {
+			return s[len(s)/2]
+		}
+		return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	b.Logf("ratios with/without: %v", ratios)
+	b.ReportMetric(med(ratios), "ratio-median")
+	b.ReportMetric(med(with), "puts/s-with")
+	b.ReportMetric(med(without), "puts/s-without")
+}
+
+// BenchmarkHashCheck measures what the hash consistency check costs on a
+// large key space: 3 etcd processes holding 100 000 keys of 5 KiB (about
+// 500 MB of values; ETCDPULSE_BENCH_HASH_KEYS changes the count). One
+// iteration is one check as the agent runs it: every member's HashKV at
+// one revision, concurrently. Reported: the check's time (s-median/check),
+// the slowest member's HashKV (s-max/hashkv), the database size, and a
+// write load's p99 put latency during checks against between them
+// (p99-ms-during, p99-ms-between), measured alternately in one run.
+func BenchmarkHashCheck(b *testing.B) {
+	keys := 100_000
+	if v := os.Getenv("ETCDPULSE_BENCH_HASH_KEYS"); v != "" {
+		if _, err := fmt.Sscan(v, &keys); err != nil {
+			b.Fatalf("ETCDPULSE_BENCH_HASH_KEYS: %v", err)
+		}
+	}
+	c := etcdtest.Start(b, etcdtest.Options{Size: 3, Mode: etcdtest.Process})
+	cli := c.Client(b)
+	ctx := context.Background()
+	val := strings.Repeat("x", 5*1024)
+	start := time.Now()
+	for i := 0; i < keys; i += 100 {
+		var ops []clientv3.Op
+		for j := i; j < min(i+100, keys); j++ {
+			ops = append(ops, clientv3.OpPut(fmt.Sprintf("/bench/hash/%08d", j), val))
+		}
+		if _, err := cli.Txn(ctx).Then(ops...).Commit(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	st, err := c.Member(0).Status(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("loaded %d keys in %v; member db %d MB", keys, time.Since(start).Round(time.Second), st.DbSize>>20)
+
+	// A light write load, timed put by put, beside the checks.
+	var mu sync.Mutex
+	var lat []time.Duration
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; loadCtx.Err() == nil; i++ {
+				t0 := time.Now()
+				if _, err := cli.Put(loadCtx, fmt.Sprintf("/bench/load/%d-%d", w, i%100), "v"); err == nil {
+					mu.Lock()
+					lat = append(lat, time.Since(t0))
+					mu.Unlock()
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
+	}
+	take := func() []time.Duration {
+		mu.Lock()
+		defer mu.Unlock()
+		out := lat
+		lat = nil
+		return out
+	}
+	p99 := func(ds []time.Duration) float64 {
+		if len(ds) == 0 {
+			return 0
+		}
+		slices.Sort(ds)
+		return float64(ds[len(ds)*99/100]) / float64(time.Millisecond)
+	}
+	clients := make([]*clientv3.Client, 3)
+	for i := range clients {
+		clients[i] = c.Member(i).Client(b)
+	}
+	var checks, slowest []time.Duration
+	var during, between []time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		take()
+		time.Sleep(3 * time.Second)
+		between = append(between, take()...)
+		b.StartTimer()
+		resp, err := cli.Get(ctx, "/bench/none", clientv3.WithSerializable())
+		if err != nil {
+			b.Fatal(err)
+		}
+		rev := resp.Header.Revision - 10 // applied by every member
+		t0 := time.Now()
+		per := make([]time.Duration, 3)
+		var hw sync.WaitGroup
+		for i, mc := range clients {
+			hw.Go(func() {
+				s := time.Now()
+				if _, err := mc.HashKV(ctx, mc.Endpoints()[0], rev); err != nil {
+					b.Error(err)
+				}
+				per[i] = time.Since(s)
+			})
+		}
+		hw.Wait()
+		checks = append(checks, time.Since(t0))
+		slowest = append(slowest, slices.Max(per))
+		during = append(during, take()...)
+	}
+	b.StopTimer()
+	stopLoad()
+	wg.Wait()
+	b.ReportMetric(median(checks).Seconds(), "s-median/check")
+	b.ReportMetric(slices.Max(slowest).Seconds(), "s-max/hashkv")
+	b.ReportMetric(float64(st.DbSize>>20), "MB-db")
+	b.ReportMetric(p99(during), "p99-ms-during")
+	b.ReportMetric(p99(between), "p99-ms-between")
 }
