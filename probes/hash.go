@@ -48,10 +48,20 @@ var HashResults = []string{HashMatch, HashMismatch, HashInconclusive, HashSkippe
 // one. The members outside the largest group that agrees are in the
 // minority; with no majority every member is.
 //
-// A check reads every member's whole store, so it runs rarely and not
-// when the cluster is in trouble: it is skipped while a member is
-// unhealthy or slower than SlowThreshold to answer a serializable read (a
-// defragmentation holds the backend and blocks those).
+// Which revision: etcd 3.6+ computes a hash at each compaction, as it
+// scans the store anyway, and keeps the last ten in memory; HashKV at such
+// a revision answers from there without reading the store. Where every
+// member runs 3.6+ and the store has been compacted (the Kubernetes API
+// server compacts every 5 minutes), the check pins the latest compact
+// revision every member has reached, and costs nothing. Otherwise (3.4,
+// 3.5, a store never compacted, or a member that restarted since and lost
+// its hashes) HashKV reads the member's whole store under its read lock,
+// which holds back its commits meanwhile (docs/benchmarks.md has the
+// figures): the members are hashed one after the other, so that only one
+// at a time is held back, the check runs rarely, and not when the cluster
+// is in trouble: it is skipped while a member is unhealthy or slower than
+// SlowThreshold to answer a serializable read (a defragmentation holds the
+// backend and blocks those).
 type HashProbe struct {
 	Targets *Targets
 	// View returns the cluster as the last round saw it.
@@ -77,6 +87,9 @@ type HashCheck struct {
 	At              time.Time
 	Revision        int64
 	CompactRevision int64
+	// AtCompaction: the revision was a compaction's, whose hashes etcd
+	// 3.6+ keeps: the check read no store.
+	AtCompaction bool
 	// Mismatch says, per member label, whether it was in the minority.
 	Mismatch map[string]bool
 }
@@ -159,7 +172,8 @@ type memberHash struct {
 }
 
 // check runs one attempt: the members' revisions, then their hashes at
-// the lowest one.
+// the lowest one, or at their common compact revision where HashKV answers
+// that from memory.
 func (p *HashProbe) check(ctx context.Context, targets []*Target) (string, error) {
 	revs := make([]int64, len(targets))
 	errs := make([]error, len(targets))
@@ -189,17 +203,32 @@ func (p *HashProbe) check(ctx context.Context, targets []*Target) (string, error
 		}
 	}
 	rev := slices.Min(revs)
+	atCompaction := false
+	if p.compactionHashes() {
+		c, ok, err := p.compactRevision(ctx, targets)
+		if err != nil {
+			return "", err
+		}
+		if ok {
+			rev, atCompaction = c, true
+		}
+	}
 
+	// One member after the other: a HashKV that reads the store holds
+	// back that member's commits, and a quorum of the others commits
+	// meanwhile.
 	hashes := make([]memberHash, len(targets))
 	for i, t := range targets {
-		wg.Go(func() {
-			resp, err := t.Maintenance.HashKV(ctx, t.Endpoint, rev)
-			hashes[i] = memberHash{t, resp, err}
-		})
+		resp, err := t.Maintenance.HashKV(ctx, t.Endpoint, rev)
+		hashes[i] = memberHash{t, resp, err}
+		if err != nil {
+			break
+		}
 	}
-	wg.Wait()
 	for _, h := range hashes {
 		switch {
+		case h.t == nil:
+			// Not asked: an earlier member failed.
 		case errors.Is(h.err, rpctypes.ErrCompacted):
 			// Compacted past the pinned revision between the two steps.
 			return HashInconclusive, nil
@@ -232,7 +261,7 @@ func (p *HashProbe) check(ctx context.Context, targets []*Target) (string, error
 		}
 	}
 	hasMajority := 2*largest > len(hashes)
-	c := HashCheck{At: time.Now(), Revision: rev, CompactRevision: compact, Mismatch: map[string]bool{}}
+	c := HashCheck{At: time.Now(), Revision: rev, CompactRevision: compact, AtCompaction: atCompaction, Mismatch: map[string]bool{}}
 	var minority []string
 	for _, h := range hashes {
 		off := !hasMajority || h.resp.Hash != majority
@@ -248,7 +277,7 @@ func (p *HashProbe) check(ctx context.Context, targets []*Target) (string, error
 		return HashMatch, nil
 	}
 	slices.Sort(minority)
-	attrs := []any{"revision", rev, "compact_revision", compact, "minority", minority, "majority", hasMajority}
+	attrs := []any{"revision", rev, "at_compaction", atCompaction, "compact_revision", compact, "minority", minority, "majority", hasMajority}
 	for _, h := range hashes {
 		attrs = append(attrs, "hash_"+h.t.Label(), h.resp.Hash)
 	}
@@ -271,6 +300,61 @@ func (p *HashProbe) noteError(err error) {
 	case err == nil && prev != "":
 		p.log().Info("hash consistency check runs again")
 	}
+}
+
+// compactionHashes: every member said it runs etcd 3.6 or later, which
+// keeps a hash of each compaction.
+func (p *HashProbe) compactionHashes() bool {
+	if p.View == nil {
+		return false
+	}
+	v := p.View()
+	if len(v.Members) == 0 {
+		return false
+	}
+	for _, m := range v.Members {
+		if m.Status == nil || !versionAtLeast(m.Status.Version, 3, 6) {
+			return false
+		}
+	}
+	return true
+}
+
+// versionAtLeast reports whether version (such as 3.6.4) is major.minor
+// or later.
+func versionAtLeast(version string, major, minor int) bool {
+	var ma, mi int
+	if _, err := fmt.Sscanf(version, "%d.%d", &ma, &mi); err != nil {
+		return false
+	}
+	return ma > major || ma == major && mi >= minor
+}
+
+// compactRevision is the latest revision every member has compacted to:
+// a watch from revision 1 is cancelled with the member's compact revision
+// (etcd finds that within its 100 ms sync). ok is false when a member has
+// never been compacted: its watch delivers the key's first events
+// instead, or nothing.
+func (p *HashProbe) compactRevision(ctx context.Context, targets []*Target) (rev int64, ok bool, err error) {
+	for _, t := range targets {
+		wctx, cancel := context.WithTimeout(ctx, p.SlowThreshold)
+		var resp clientv3.WatchResponse
+		for r := range t.Client.Watch(wctx, p.Key, clientv3.WithRev(1)) {
+			resp = r
+			break
+		}
+		cancel()
+		if ctx.Err() != nil {
+			return 0, false, ctx.Err()
+		}
+		if resp.CompactRevision == 0 {
+			return 0, false, nil // never compacted, or not answered in time
+		}
+		if rev == 0 || resp.CompactRevision < rev {
+			rev = resp.CompactRevision
+		}
+	}
+	return rev, true, nil
 }
 
 func (p *HashProbe) count(result string) {
