@@ -51,7 +51,7 @@ var (
 	MemberUnhealthyReason = Metric{"etcdpulse_member_unhealthy_reason", Gauge,
 		"Why the member is not healthy (etcdpulse_member_healthy 0), one series per reason: 1 for the current one, 0 for the others, all 0 while it is healthy. " +
 			"unreachable: it did not answer its last status probe. " +
-			"not_serving: it answers status but not a serializable read. " +
+			"not_serving: it answers status but not a serializable read (overloaded, starting, or its backend stuck, as behind a disk hung under its database). " +
 			"learner_behind: a learner that serves serializable reads but has not applied what the leader had committed a round before. " +
 			"wedged: a voter that answers status and serializable reads and reports a leader, but whose linearizable reads fail while a quorum of the other voters is healthy: the cluster commits without it, and its own WAL disk, raft loop or apply is stuck (or slower than the probe deadline). " +
 			"cut_off: the same, but it reports no leader: it is cut off from its peers, usually by the network. " +

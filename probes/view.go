@@ -146,7 +146,8 @@ const (
 	CauseUnreachable Cause = "unreachable"
 	// CauseNotServing: it answered status but not its last serializable
 	// read: up, but not serving even local reads (overloaded, starting,
-	// its backend stuck).
+	// its backend stuck: a backend commit hung on the disk blocks
+	// readers).
 	CauseNotServing Cause = "not_serving"
 	// CauseLearnerBehind: a learner that serves serializable reads but has
 	// not applied what the leader had committed a round before.
