@@ -44,6 +44,16 @@ HELM           := $(BIN)/helm
 PROMETHEUS_OPERATOR_VERSION := v0.94.0
 GRAFANA_OPERATOR_VERSION    := v5.18.0
 CRDS := $(BIN)/crds
+# etcd built with its own failpoints (go.etcd.io/gofail), which tests switch
+# at run time over HTTP (GOFAIL_HTTP) to stall a member's WAL or apply. It is
+# bin/etcd's source, dependencies and Go, with `gofail enable` run over a
+# copy of etcd's server module; the tools module tools/failpoints builds it
+# from that copy (its replace names FAILPOINTS_SRC, so that path is fixed).
+ETCD_FAILPOINTS         := $(BIN)/etcd-failpoints
+ETCD_FAILPOINTS_VERSION := v3.7.3
+GOFAIL_VERSION          := v0.2.0
+FAILPOINTS_SRC          := $(CURDIR)/bin/etcd-failpoints-src
+FAILPOINTS_PKGS         := etcdserver etcdserver/api/v3rpc storage/backend storage/wal
 
 .PHONY: all build tools test lint docs dashboards generate chart-lint image print-image bench-detection bench-alerts clean
 
@@ -80,6 +90,22 @@ $(KUBE_APISERVER): tools/kube/go.mod tools/kube/go.sum
 
 $(HELM): tools/helm/go.mod tools/helm/go.sum
 	cd tools/helm && $(GO) build -o $@ helm.sh/helm/v3/cmd/helm
+
+# The copy is made afresh each time, from the module cache, and changed the
+# same way (gofail's rewrite, one requirement added with go mod edit, not
+# go get, which would resolve and could move other versions): the build reads
+# nothing from it but sources and its go.mod, and checks every other module
+# against tools/failpoints/go.sum. No go command runs inside the copy, so
+# its toolchain line (a newer patch release) never asks for a download.
+$(ETCD_FAILPOINTS): tools/failpoints/go.mod tools/failpoints/go.sum Makefile
+	rm -rf $(FAILPOINTS_SRC)
+	d=$$(cd / && $(GO) mod download -json go.etcd.io/etcd/server/v3@$(ETCD_FAILPOINTS_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p') && \
+	  test -n "$$d" && cp -R "$$d" $(FAILPOINTS_SRC)
+	chmod -R u+w $(FAILPOINTS_SRC)
+	$(GO) run go.etcd.io/gofail@$(GOFAIL_VERSION) enable $(addprefix $(FAILPOINTS_SRC)/,$(FAILPOINTS_PKGS))
+	$(GO) mod edit -require=go.etcd.io/gofail@$(GOFAIL_VERSION) $(FAILPOINTS_SRC)/go.mod
+	cd tools/failpoints && $(GO) build -o $@ go.etcd.io/etcd/server/v3
+	$@ --version | grep -x 'etcd Version: $(ETCD_FAILPOINTS_VERSION:v%=%)'
 
 # moddir prints the directory of MODULE@VERSION in the module cache,
 # downloading it first.
@@ -121,7 +147,7 @@ endif
 print-image:
 	@echo $(IMAGE)
 
-tools: $(ETCD) $(ETCDCTL) $(PROMTOOL) $(PROMETHEUS) $(ETCD_COMPAT) $(KUBE_APISERVER) $(HELM) $(CRDS)/.done
+tools: $(ETCD) $(ETCDCTL) $(ETCD_FAILPOINTS) $(PROMTOOL) $(PROMETHEUS) $(ETCD_COMPAT) $(KUBE_APISERVER) $(HELM) $(CRDS)/.done
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -131,7 +157,7 @@ lint:
 # The whole suite, against real etcd clusters (in process and as processes).
 test: tools lint
 	ETCDPULSE_ETCD_BIN=$(ETCD) ETCDPULSE_ETCDCTL_BIN=$(ETCDCTL) \
-	ETCDPULSE_ETCD_COMPAT_BIN=$(ETCD_COMPAT) \
+	ETCDPULSE_ETCD_COMPAT_BIN=$(ETCD_COMPAT) ETCDPULSE_ETCD_FAILPOINTS_BIN=$(ETCD_FAILPOINTS) \
 	ETCDPULSE_PROMTOOL=$(PROMTOOL) ETCDPULSE_PROMETHEUS=$(PROMETHEUS) \
 	ETCDPULSE_KUBE_APISERVER=$(KUBE_APISERVER) ETCDPULSE_HELM=$(HELM) ETCDPULSE_CRDS=$(CRDS) \
 	ETCDPULSE_STRICT=1 \
@@ -167,9 +193,11 @@ chart-lint: $(HELM)
 	  $(HELM) lint --strict $(CHART) --set distribution=$$d || exit 1; \
 	done
 
-# Time to detect each fault on a 3-member cluster (docs/benchmarks.md).
+# Time to detect each fault on a 3-member cluster (docs/benchmarks.md); the
+# wedged members run on bin/etcd-failpoints.
 bench-detection: tools
-	ETCDPULSE_ETCD_BIN=$(ETCD) $(GO) test -run '^$$' -bench BenchmarkDetection -benchtime 5x -timeout 30m ./agent/
+	ETCDPULSE_ETCD_BIN=$(ETCD) ETCDPULSE_ETCD_FAILPOINTS_BIN=$(ETCD_FAILPOINTS) \
+	  $(GO) test -run '^$$' -bench BenchmarkDetection -benchtime 5x -timeout 30m ./agent/
 
 # Time from two of three members killed to EtcdQuorumLost firing in a real
 # Prometheus with the shipped rules (docs/benchmarks.md).

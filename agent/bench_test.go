@@ -16,6 +16,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcdpulse/etcdpulse/internal/etcdtest"
+	"github.com/etcdpulse/etcdpulse/probes"
 )
 
 // The detection benchmarks measure how long each fault takes to show in an
@@ -51,7 +52,12 @@ type benchEnv struct {
 
 func newBenchEnv(b *testing.B) *benchEnv {
 	b.Helper()
-	c := etcdtest.Start(b, etcdtest.Options{Size: 3, Mode: etcdtest.Process})
+	return newBenchEnvWith(b, etcdtest.Options{Size: 3, Mode: etcdtest.Process})
+}
+
+func newBenchEnvWith(b *testing.B, opts etcdtest.Options) *benchEnv {
+	b.Helper()
+	c := etcdtest.Start(b, opts)
 	e := &benchEnv{c: c, agents: agentsFor(b, c)}
 	e.settle(b)
 	return e
@@ -360,6 +366,54 @@ func BenchmarkDetection(b *testing.B) {
 	// member are in gRPC's reconnect backoff meanwhile.
 	b.Run("recovery-after-restart", func(b *testing.B) { e.recovery(b, 5*time.Second) })
 	b.Run("recovery-after-30s-down", func(b *testing.B) { e.recovery(b, 30*time.Second) })
+}
+
+// BenchmarkDetectionWedged measures, on etcd built with its failpoints
+// (ETCDPULSE_ETCD_FAILPOINTS_BIN), the time from stalling one member's WAL
+// (raftBeforeSave, wedgeStall) until the agent of another member shows it
+// unhealthy and wedged: a follower, and the leader (which the others
+// replace meanwhile). s-median/unhealthy is the time until
+// etcdpulse_member_healthy alone reads 0.
+func BenchmarkDetectionWedged(b *testing.B) {
+	e := newBenchEnvWith(b, etcdtest.Options{Size: 3, Mode: etcdtest.Process, Failpoints: true})
+	b.ResetTimer()
+	wedge := func(b *testing.B, r *faultRun, victim *etcdtest.Member, watcher *testAgent) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		stop := make(chan struct{})
+		r.inject("stall the WAL of "+victim.Name(), func() error {
+			return victim.SetFailpoint(ctx, etcdtest.FailpointRaftBeforeSave, wedgeStall)
+		})
+		unhealthy := make(chan time.Duration, 1)
+		go func() {
+			d, _ := awaitAll(r.t0, detectGiveUp, watch{watcher, "unhealthy", []expect{gauge(mMember, 0, "member", victim.Name())}})
+			unhealthy <- d[0]
+		}()
+		views := firstUnhealthy(r.t0, watcher, victim.Name(), probes.CauseWedged, stop)
+		r.context = fmt.Sprintf("; %s, agent of %s", victim.Name(), watcher.name(e))
+		r.detect(watch{watcher, "wedged", []expect{
+			gauge(mMember, 0, "member", victim.Name()), reasonIs(victim.Name(), probes.CauseWedged),
+			gauge(mReachable, 1, "member", victim.Name()), gauge(mHealthy, 2), gauge(mTolerance, 0),
+		}})
+		close(stop)
+		r.note("unhealthy", <-unhealthy)
+		b.Logf("view: %v", <-views)
+		if err := victim.ClearFailpoint(ctx, etcdtest.FailpointRaftBeforeSave); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("follower-wedged", func(b *testing.B) {
+		e.run(b, func(r *faultRun, i int) {
+			l := e.leader(b)
+			wedge(b, r, e.follower(l, i), e.agentOf(l))
+		})
+	})
+	b.Run("leader-wedged", func(b *testing.B) {
+		e.run(b, func(r *faultRun, i int) {
+			l := e.leader(b)
+			wedge(b, r, l, e.agentOf(e.follower(l, i)))
+		})
+	})
 }
 
 // recovery kills a follower (untimed, at a random phase of the probe

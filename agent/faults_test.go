@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/etcdpulse/etcdpulse/internal/etcdtest"
+	"github.com/etcdpulse/etcdpulse/probes"
 )
 
 const (
@@ -114,7 +115,7 @@ func faultDetection(t *testing.T, bin, version string) {
 		}
 		other.waitFor(t, "a new leader, counted",
 			gauge(mHasLeader, 1), leaderIsNot(old.Name()), counterAtLeast(mChanges, before+1),
-			gauge(mMember, 0, "member", old.Name()), gauge(mTolerance, 0))
+			gauge(mMember, 0, "member", old.Name()), reasonIs(old.Name(), probes.CauseUnreachable), gauge(mTolerance, 0))
 		restart(t, old)
 		other.waitFor(t, "recovery after the restart", healthyCluster(3)...)
 	})
@@ -127,7 +128,7 @@ func faultDetection(t *testing.T, bin, version string) {
 			t.Fatal(err)
 		}
 		watcher.waitFor(t, "the killed member reported",
-			gauge(mMember, 0, "member", victim.Name()), gauge(mReachable, 0, "member", victim.Name()),
+			gauge(mMember, 0, "member", victim.Name()), gauge(mReachable, 0, "member", victim.Name()), reasonIs(victim.Name(), probes.CauseUnreachable),
 			gauge(mHealthy, 2), gauge(mTolerance, 0), gauge(mHasLeader, 1))
 		// The dead member's own agent stays up and says its member is gone.
 		agents[indexOf(c, victim)].waitFor(t, "own member down, cluster view kept",
@@ -145,7 +146,7 @@ func faultDetection(t *testing.T, bin, version string) {
 			t.Fatal(err)
 		}
 		watcher.waitFor(t, "the frozen member reported unhealthy",
-			gauge(mMember, 0, "member", victim.Name()), gauge(mReachable, 0, "member", victim.Name()),
+			gauge(mMember, 0, "member", victim.Name()), gauge(mReachable, 0, "member", victim.Name()), reasonIs(victim.Name(), probes.CauseUnreachable),
 			gauge(mHealthy, 2), gauge(mTolerance, 0))
 		agents[indexOf(c, victim)].waitFor(t, "own member frozen, cluster view kept",
 			gauge(mUp, 0), gauge(mMember, 0, "member", victim.Name()), gauge(mHasLeader, 1), gauge(mHealthy, 2))
@@ -174,7 +175,8 @@ func faultDetection(t *testing.T, bin, version string) {
 
 	// The cut-off follower answers clients but reports no leader: no agent
 	// sees agreement (has_leader 0), yet two voters follow the leader, a
-	// quorum, so the cluster commits (EtcdNoLeader stays silent).
+	// quorum, so the cluster commits (EtcdNoLeader stays silent), and the
+	// follower reads as cut off, not wedged.
 	t.Run("follower cut off from its peers", func(t *testing.T) {
 		leader := leaderOf(t, c)
 		victim := c.Member((indexOf(c, leader) + 1) % 3)
@@ -184,6 +186,7 @@ func faultDetection(t *testing.T, bin, version string) {
 		cutOff := []expect{
 			gauge(mHasLeader, 0), gauge(mDisagree, 1), gauge(mFollowing, 2), gauge(mQuorum, 2),
 			gauge(mReachable, 1, "member", victim.Name()), gauge(mMember, 0, "member", victim.Name()),
+			reasonIs(victim.Name(), probes.CauseCutOff), reasonIs(leader.Name(), ""),
 			gauge(mHealthy, 2), gauge(mTolerance, 0),
 		}
 		agents[indexOf(c, leader)].waitFor(t, "the leader's agent: cut-off member reported, leader kept by a quorum", cutOff...)
@@ -205,7 +208,8 @@ func faultDetection(t *testing.T, bin, version string) {
 		}
 		agents[0].waitFor(t, "quorum lost on the survivor's agent",
 			gauge(mUp, 1), gauge(mHasLeader, 0), gauge(mVoters, 3), gauge(mQuorum, 2),
-			gauge(mHealthy, 0), gaugeBelow(mTolerance, 0), gauge(mMember, 0, "member", survivor.Name()))
+			gauge(mHealthy, 0), gaugeBelow(mTolerance, 0), gauge(mMember, 0, "member", survivor.Name()),
+			reasonIs(survivor.Name(), probes.CauseNoQuorum), reasonIs(c.Member(1).Name(), probes.CauseUnreachable))
 		restart(t, c.Members()[1:]...)
 		for i, a := range agents {
 			a.waitFor(t, "recovery on agent "+c.Member(i).Name(), healthyCluster(3)...)

@@ -49,6 +49,16 @@ var (
 		"1 when the member answered its last status probe, else 0; absent while it refuses the agent (etcdpulse_agent_refused).", []string{"member"}}
 	MemberHealthy = Metric{"etcdpulse_member_healthy", Gauge,
 		"1 when a voting member answered its last linearizable read within the probe deadline, or a learner its last serializable read with the leader's entries of a round before applied, else 0; absent while it refuses the agent (etcdpulse_agent_refused).", []string{"member"}}
+	MemberUnhealthyReason = Metric{"etcdpulse_member_unhealthy_reason", Gauge,
+		"Why the member is not healthy (etcdpulse_member_healthy 0), one series per reason: 1 for the current one, 0 for the others, all 0 while it is healthy. " +
+			"unreachable: it did not answer its last status probe. " +
+			"not_serving: it answers status but not a serializable read (overloaded, starting, or its backend stuck, as behind a disk hung under its database). " +
+			"learner_behind: a learner that serves serializable reads but has not applied what the leader had committed a round before. " +
+			"wedged: a voter that answers status and serializable reads and reports a leader, but whose linearizable reads fail while a quorum of the other voters is healthy: the cluster commits without it, and its own WAL disk, raft loop or apply is stuck (or slower than the probe deadline). " +
+			"cut_off: the same, but it reports no leader: it is cut off from its peers, usually by the network. " +
+			"no_quorum: a voter that answers status and serializable reads, with fewer than a quorum of voters healthy: the cluster cannot commit (quorum lost, or an election), not the member's own fault. " +
+			"Absent while the agent cannot tell: the member refuses the agent, its probes have not run yet, or whether a quorum is healthy is unknown.",
+		[]string{"member", "reason"}}
 	MemberIsLeader = Metric{"etcdpulse_member_is_leader", Gauge,
 		"1 when the member is the agreed leader, else 0.", []string{"member"}}
 	MemberIsLearner = Metric{"etcdpulse_member_is_learner", Gauge,
@@ -66,7 +76,7 @@ var (
 )
 
 // ClusterMetrics lists these rows in documentation order.
-var ClusterMetrics = []Metric{Up, LastRound, AgentRefused, HasLeader, LeaderVoters, LeaderDisagreement, LeaderChanges, Term, Members, VotingMembers, HealthyVotingMembers, QuorumSize, FaultTolerance, MemberInfo, LocalMemberInfo, MemberReachable, MemberHealthy, MemberIsLeader, MemberIsLearner, MemberRaftTerm, MemberRaftIndexLag, MemberApplyLag, MemberAlarm, ProbeSuccess}
+var ClusterMetrics = []Metric{Up, LastRound, AgentRefused, HasLeader, LeaderVoters, LeaderDisagreement, LeaderChanges, Term, Members, VotingMembers, HealthyVotingMembers, QuorumSize, FaultTolerance, MemberInfo, LocalMemberInfo, MemberReachable, MemberHealthy, MemberUnhealthyReason, MemberIsLeader, MemberIsLearner, MemberRaftTerm, MemberRaftIndexLag, MemberApplyLag, MemberAlarm, ProbeSuccess}
 
 // ViewSource gives the latest evaluated cluster view; the runner is one.
 type ViewSource interface {
@@ -179,6 +189,11 @@ func (c *ClusterCollector) collectMember(gauge func(Metric, float64, ...string),
 	}
 	if !m.HealthUnknown {
 		gauge(MemberHealthy, b2f(m.Healthy), l)
+	}
+	if m.CauseKnown {
+		for _, r := range probes.Causes {
+			gauge(MemberUnhealthyReason, b2f(m.Cause == r), l, string(r))
+		}
 	}
 	gauge(MemberIsLearner, b2f(m.IsLearner), l)
 	if m.ID != 0 {

@@ -78,7 +78,16 @@ type MemberView struct {
 	// credentials, role): Reachable and Healthy are then unknown, not
 	// false.
 	HealthUnknown bool
-	IsLeader      bool
+	// Cause is why the member is not healthy: "" while it is healthy, or
+	// while CauseKnown is false.
+	Cause Cause
+	// CauseKnown: the agent can tell whether the member is healthy and,
+	// if not, why. It cannot while the member refuses the agent
+	// (HealthUnknown), before the probes that decide have run against it,
+	// and, for a member that would be wedged or short of quorum, while
+	// the health of the other voters is not known (View.HealthKnown).
+	CauseKnown bool
+	IsLeader   bool
 	// RaftIndexLag is the number of entries behind the highest committed
 	// index any reachable member reported.
 	RaftIndexLag uint64
@@ -125,6 +134,44 @@ type View struct {
 	FaultTolerance int
 	Alarms         []Alarm
 }
+
+// Cause says why a member is not healthy. The set is fixed, so that it can
+// be a metric label; Evaluate picks the first that applies, in this order.
+type Cause string
+
+// Causes of an unhealthy member.
+const (
+	// CauseUnreachable: the member did not answer its last status probe
+	// (down, frozen, or no client URL yet).
+	CauseUnreachable Cause = "unreachable"
+	// CauseNotServing: it answered status but not its last serializable
+	// read: up, but not serving even local reads (overloaded, starting,
+	// its backend stuck: a backend commit hung on the disk blocks
+	// readers).
+	CauseNotServing Cause = "not_serving"
+	// CauseLearnerBehind: a learner that serves serializable reads but has
+	// not applied what the leader had committed a round before.
+	CauseLearnerBehind Cause = "learner_behind"
+	// CauseWedged: a voter that answers status and serializable reads and
+	// reports a leader, yet fails linearizable reads while a quorum of the
+	// other voters is healthy: the cluster commits without it, so what is
+	// stuck is the member's own WAL disk, raft loop or apply (or it is
+	// slower than the probe deadline). A stalled leader stays "the
+	// leader" in its old term until it steps down: wedged too.
+	CauseWedged Cause = "wedged"
+	// CauseCutOff: the same, but the member reports no leader: it hears
+	// none, while a quorum of the others has one. Usually the network
+	// between it and its peers.
+	CauseCutOff Cause = "cut_off"
+	// CauseNoQuorum: a voter that answers status and serializable reads
+	// but fails linearizable reads, with fewer than a quorum of voters
+	// healthy: the cluster cannot commit (quorum lost, or no leader during
+	// an election). Not the member's own fault.
+	CauseNoQuorum Cause = "no_quorum"
+)
+
+// Causes lists every cause, for metrics, documentation and tests.
+var Causes = []Cause{CauseUnreachable, CauseNotServing, CauseLearnerBehind, CauseWedged, CauseCutOff, CauseNoQuorum}
 
 // Member returns the member view with the given label.
 func (v View) Member(label string) (MemberView, bool) {
@@ -269,6 +316,9 @@ func Evaluate(prev View, at time.Time, known bool, members []Member, results []T
 		v.QuorumSize = v.Voters/2 + 1
 		v.FaultTolerance = v.HealthyVoters - v.QuorumSize
 	}
+	for i := range rows {
+		rows[i].Cause, rows[i].CauseKnown = v.cause(rows[i])
+	}
 	// A quorum seen following one leader stands whatever the refused
 	// members would say; anything less could be their doing.
 	v.LeaderUnknown = refused > 0 && !(known && v.LeaderVoters >= v.QuorumSize)
@@ -314,12 +364,55 @@ func memberView(r TargetResults) MemberView {
 			break
 		}
 	}
-	health := ProbeReadLinearizable
-	if m.learner() {
-		health = ProbeReadSerializable
-	}
-	m.HealthUnknown = r.Outcomes[ProbeStatus].refused() || r.Outcomes[health].refused()
+	m.HealthUnknown = r.Outcomes[ProbeStatus].refused() || r.Outcomes[m.healthProbe()].refused()
 	return m
+}
+
+// cause says why m is not healthy, once the rest of the view is
+// evaluated; known is false when the agent cannot tell (see
+// MemberView.CauseKnown).
+func (v View) cause(m MemberView) (c Cause, known bool) {
+	if m.HealthUnknown {
+		return "", false
+	}
+	if m.Healthy {
+		return "", true
+	}
+	ran := func(probe string) bool { return !m.Outcomes[probe].At.IsZero() }
+	// A member without a client URL is probed by nothing: unreachable.
+	// The others are judged once their status and health read have run.
+	if m.Endpoint != "" && (!ran(ProbeStatus) || !ran(m.healthProbe())) {
+		return "", false
+	}
+	switch {
+	case !m.Reachable:
+		return CauseUnreachable, true
+	case !m.Serializable:
+		if !ran(ProbeReadSerializable) {
+			return "", false
+		}
+		return CauseNotServing, true
+	case m.learner():
+		return CauseLearnerBehind, true
+	// Healthy voters are counted only once the member list is known; a
+	// quorum of them stands whatever the voters not yet judged would add.
+	case v.MembershipKnown && v.HealthyVoters >= v.QuorumSize:
+		if m.Status.Leader == 0 {
+			return CauseCutOff, true
+		}
+		return CauseWedged, true
+	case v.MembershipKnown && v.HealthKnown:
+		return CauseNoQuorum, true
+	}
+	return "", false
+}
+
+// healthProbe is the read that decides the member's health.
+func (m MemberView) healthProbe() string {
+	if m.learner() {
+		return ProbeReadSerializable
+	}
+	return ProbeReadLinearizable
 }
 
 // refusalProbes are the probes whose refusals etcdpulse_agent_refused

@@ -232,3 +232,141 @@ func TestEvaluateLearner(t *testing.T) {
 		}
 	}
 }
+
+// wedged is a member that answers status and serializable reads, and
+// reports leader in term, but whose linearizable read failed.
+func wedged(id, leader, term, index uint64) TargetResults {
+	return result(id, leader, term, index, false)
+}
+
+// notServing answers status but neither read.
+func notServing(id, leader, term, index uint64) TargetResults {
+	r := result(id, leader, term, index, false)
+	r.Outcomes[ProbeReadSerializable] = Outcome{Reason: ReasonTimeout, At: time.Unix(1, 0)}
+	return r
+}
+
+// dead is a member whose status and reads all failed: down, or frozen.
+func dead(id uint64) TargetResults {
+	failed := Outcome{Reason: ReasonTimeout, Err: "no answer", At: time.Unix(1, 0)}
+	r := down(id)
+	r.Outcomes = map[string]Outcome{ProbeStatus: failed, ProbeReadLinearizable: failed, ProbeReadSerializable: failed}
+	return r
+}
+
+// without drops the outcomes of probes from r, as before they first ran.
+func without(r TargetResults, probes ...string) TargetResults {
+	for _, p := range probes {
+		delete(r.Outcomes, p)
+	}
+	return r
+}
+
+// Why each member is unhealthy: its own fault (unreachable, not serving,
+// wedged, cut off, a learner behind) or the cluster's (no quorum), and
+// when the agent cannot tell yet.
+func TestEvaluateCause(t *testing.T) {
+	const unknown = Cause("?") // CauseKnown false
+	ms := members(3)
+	learner := func(r TargetResults, serializable bool) TargetResults {
+		r.Status.IsLearner = true
+		r.Outcomes[ProbeReadLinearizable] = Outcome{Err: "etcdserver: rpc not supported for learner", Reason: ReasonEtcd, At: time.Unix(1, 0)}
+		r.Outcomes[ProbeReadSerializable] = Outcome{OK: serializable, At: time.Unix(1, 0)}
+		return r
+	}
+	withLearner := append(members(3), Member{ID: 4, Name: "d", IsLearner: true, ClientURLs: []string{"http://m"}})
+	unstarted := append(members(2), Member{ID: 3, Name: "c"}) // added, no client URL yet
+	slowStatus := result(3, 2, 5, 10, true)
+	slowStatus.Outcomes[ProbeStatus] = Outcome{OK: true, At: time.Unix(1, 0), Duration: 1900 * time.Millisecond}
+	healthyNoSerializable := result(3, 2, 5, 10, true)
+	healthyNoSerializable.Outcomes[ProbeReadSerializable] = Outcome{Reason: ReasonTimeout, At: time.Unix(1, 0)}
+	for _, tc := range []struct {
+		name    string
+		known   bool
+		members []Member
+		results []TargetResults
+		want    []Cause // by label order
+	}{
+		{"healthy", true, ms, []TargetResults{result(1, 2, 5, 10, true), result(2, 2, 5, 10, true), result(3, 2, 5, 10, true)},
+			[]Cause{"", "", ""}},
+		{"status slow but answering, reads fine: healthy", true, ms, []TargetResults{result(1, 2, 5, 10, true), result(2, 2, 5, 10, true), slowStatus},
+			[]Cause{"", "", ""}},
+		{"healthy whatever the serializable read says", true, ms, []TargetResults{result(1, 2, 5, 10, true), result(2, 2, 5, 10, true), healthyNoSerializable},
+			[]Cause{"", "", ""}},
+		{"follower down", true, ms, []TargetResults{result(1, 2, 5, 10, true), result(2, 2, 5, 10, true), dead(3)},
+			[]Cause{"", "", CauseUnreachable}},
+		{"follower answers status only", true, ms, []TargetResults{result(1, 2, 5, 10, true), result(2, 2, 5, 10, true), notServing(3, 2, 5, 10)},
+			[]Cause{"", "", CauseNotServing}},
+		// Its WAL or apply stalls: it still knows the leader, the others commit.
+		{"follower wedged", true, ms, []TargetResults{result(1, 2, 5, 12, true), result(2, 2, 5, 12, true), wedged(3, 2, 5, 10)},
+			[]Cause{"", "", CauseWedged}},
+		// A stalled leader stops its heartbeats; the others elect a new
+		// leader in a higher term while it still says it leads.
+		{"old leader wedged", true, ms, []TargetResults{result(1, 1, 6, 12, true), wedged(2, 2, 5, 10), result(3, 1, 6, 12, true)},
+			[]Cause{"", CauseWedged, ""}},
+		{"follower cut off from its peers", true, ms, []TargetResults{result(1, 2, 5, 12, true), result(2, 2, 5, 12, true), wedged(3, 0, 5, 10)},
+			[]Cause{"", "", CauseCutOff}},
+		{"two down: the survivor has no quorum", true, ms, []TargetResults{wedged(1, 0, 6, 10), dead(2), dead(3)},
+			[]Cause{CauseNoQuorum, CauseUnreachable, CauseUnreachable}},
+		{"every member up, none healthy (an election)", true, ms, []TargetResults{wedged(1, 0, 6, 10), wedged(2, 0, 6, 10), wedged(3, 2, 5, 10)},
+			[]Cause{CauseNoQuorum, CauseNoQuorum, CauseNoQuorum}},
+		{"five members, two wedged: the quorum of three stands", true, members(5),
+			[]TargetResults{result(1, 1, 3, 7, true), result(2, 1, 3, 7, true), result(3, 1, 3, 7, true), wedged(4, 1, 3, 5), wedged(5, 1, 3, 5)},
+			[]Cause{"", "", "", CauseWedged, CauseWedged}},
+		{"five members, three wedged: no quorum", true, members(5),
+			[]TargetResults{result(1, 1, 3, 7, true), result(2, 1, 3, 7, true), wedged(3, 1, 3, 5), wedged(4, 1, 3, 5), wedged(5, 1, 3, 5)},
+			[]Cause{"", "", CauseNoQuorum, CauseNoQuorum, CauseNoQuorum}},
+		{"learner behind, learner not serving", true, withLearner,
+			[]TargetResults{result(1, 2, 5, 100, true), result(2, 2, 5, 100, true), result(3, 2, 5, 100, true), learner(result(4, 2, 5, 90, false), true)},
+			[]Cause{"", "", "", CauseLearnerBehind}},
+		{"learner not serving", true, withLearner,
+			[]TargetResults{result(1, 2, 5, 100, true), result(2, 2, 5, 100, true), result(3, 2, 5, 100, true), learner(result(4, 2, 5, 100, false), false)},
+			[]Cause{"", "", "", CauseNotServing}},
+		{"learner down", true, withLearner,
+			[]TargetResults{result(1, 2, 5, 100, true), result(2, 2, 5, 100, true), result(3, 2, 5, 100, true), dead(4)},
+			[]Cause{"", "", "", CauseUnreachable}},
+		{"a member with no client URL yet", true, unstarted, []TargetResults{result(1, 2, 5, 10, true), result(2, 2, 5, 10, true)},
+			[]Cause{"", "", CauseUnreachable}},
+		{"refused: unknown", true, ms, []TargetResults{result(1, 2, 5, 10, true), result(2, 2, 5, 10, true), refusedBy(3, ReasonAuthentication)},
+			[]Cause{"", "", unknown}},
+		// First rounds: a member whose status or health read has not run
+		// is not judged; the others are, as far as they can be.
+		{"health read not run yet", true, ms, []TargetResults{result(1, 2, 5, 10, true), result(2, 2, 5, 10, true), without(result(3, 2, 5, 10, false), ProbeReadLinearizable)},
+			[]Cause{"", "", unknown}},
+		{"status not run yet", true, ms, []TargetResults{result(1, 2, 5, 10, true), result(2, 2, 5, 10, true), without(dead(3), ProbeStatus)},
+			[]Cause{"", "", unknown}},
+		{"serializable read not run yet", true, ms, []TargetResults{result(1, 2, 5, 10, true), result(2, 2, 5, 10, true), without(notServing(3, 2, 5, 10), ProbeReadSerializable)},
+			[]Cause{"", "", unknown}},
+		{"wedged beside a quorum, a voter not judged yet", true, members(5),
+			[]TargetResults{result(1, 1, 3, 7, true), result(2, 1, 3, 7, true), result(3, 1, 3, 7, true), without(result(4, 1, 3, 7, true), ProbeReadLinearizable), wedged(5, 1, 3, 5)},
+			[]Cause{"", "", "", unknown, CauseWedged}},
+		{"short of quorum while a voter is not judged: unknown", true, ms, []TargetResults{without(result(1, 2, 5, 10, false), ProbeReadLinearizable), result(2, 2, 5, 10, true), wedged(3, 2, 5, 8)},
+			[]Cause{unknown, "", unknown}},
+		{"short of quorum while a voter refuses: unknown", true, ms, []TargetResults{refusedBy(1, ReasonTLSExpired), result(2, 2, 5, 10, true), wedged(3, 2, 5, 8)},
+			[]Cause{unknown, "", unknown}},
+		{"no member list yet", false, nil, []TargetResults{result(1, 2, 5, 10, true), dead(2), wedged(3, 2, 5, 8)},
+			[]Cause{"", CauseUnreachable, unknown}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := Evaluate(View{}, time.Now(), tc.known, tc.members, tc.results)
+			if len(v.Members) != len(tc.want) {
+				t.Fatalf("%d members, want %d", len(v.Members), len(tc.want))
+			}
+			for i, m := range v.Members {
+				got := m.Cause
+				if !m.CauseKnown {
+					if m.Cause != "" {
+						t.Errorf("%s: cause %q while not known", m.Label, m.Cause)
+					}
+					got = unknown
+				}
+				if got != tc.want[i] {
+					t.Errorf("%s: cause %q, want %q (healthy %v, reachable %v, serializable %v)", m.Label, got, tc.want[i], m.Healthy, m.Reachable, m.Serializable)
+				}
+				if m.CauseKnown && (m.Cause == "") != m.Healthy {
+					t.Errorf("%s: cause %q with healthy %v", m.Label, m.Cause, m.Healthy)
+				}
+			}
+		})
+	}
+}

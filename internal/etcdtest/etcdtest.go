@@ -9,6 +9,9 @@
 // death of a real process would. Process mode runs the etcd binary returned
 // by EtcdBinary; its members die with the test binary (Pdeathsig), and their
 // error-level logs go to Member.LogFile, printed when the test fails.
+// With Options.Failpoints, Process mode runs etcd built with its own
+// failpoints (FailpointEtcdBinary), which Member.SetFailpoint switches at
+// run time: a stalled WAL, a stuck apply.
 //
 // It is internal to etcdpulse: not public API.
 package etcdtest
@@ -78,6 +81,11 @@ type Options struct {
 	// QuotaBackendBytes is every member's --quota-backend-bytes; 0 means
 	// etcd's default (2 GiB), negative turns the quota off.
 	QuotaBackendBytes int64
+	// Failpoints, in Process mode, gives each member its own loopback
+	// port for gofail's HTTP endpoint (GOFAIL_HTTP), for
+	// Member.SetFailpoint and ClearFailpoint; EtcdBin then defaults to
+	// FailpointEtcdBinary, which has the failpoints compiled in.
+	Failpoints bool
 }
 
 // Timeouts used by Start, AddMember and RemoveMember.
@@ -129,8 +137,14 @@ func Start(t testing.TB, opts Options) *Cluster {
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
+	if opts.Failpoints && opts.Mode != Process {
+		t.Fatalf("etcdtest: Failpoints need Mode Process (the failpoints are compiled into FailpointEtcdBinary)")
+	}
 	if opts.Mode == Process {
 		c.etcdBin = opts.EtcdBin
+		if c.etcdBin == "" && opts.Failpoints {
+			c.etcdBin = FailpointEtcdBinary(t)
+		}
 		if c.etcdBin == "" {
 			c.etcdBin = EtcdBinary(t)
 		}
@@ -243,6 +257,9 @@ func (c *Cluster) newMember(name string) (*Member, error) {
 	if c.opts.PeerProxy {
 		n++ // the peer proxy's backend
 	}
+	if c.opts.Failpoints {
+		n++ // gofail's HTTP endpoint
+	}
 	var ps []int
 	for range n {
 		p, err := freePort()
@@ -266,6 +283,10 @@ func (c *Cluster) newMember(name string) (*Member, error) {
 	}
 	if c.opts.PeerProxy {
 		m.peerBackendURL = fmt.Sprintf("%s://127.0.0.1:%d", scheme, ps[0])
+		ps = ps[1:]
+	}
+	if c.opts.Failpoints {
+		m.failpointAddr = fmt.Sprintf("127.0.0.1:%d", ps[0])
 	}
 	if err := os.RemoveAll(m.dataDir); err != nil {
 		return nil, err

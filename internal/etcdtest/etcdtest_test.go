@@ -474,3 +474,48 @@ func TestIsolatePeers(t *testing.T) {
 	}
 	putGet(t, c.Client(t), "after", "2")
 }
+
+// A WAL stall injected with etcd's own failpoint: a put hangs while the
+// member still answers Status and serializable reads, which is what a
+// wedged member looks like to its clients; cleared, puts go through again.
+func TestFailpointStallsWAL(t *testing.T) {
+	c := Start(t, Options{Size: 1, Mode: Process, Failpoints: true, Logger: testLogger(t)})
+	m := c.Member(0)
+	cli := m.Client(t)
+	putGet(t, cli, "before", "1")
+
+	if err := m.SetFailpoint(ctxT(t, 10*time.Second), "noSuchFailpoint", "sleep(1)"); err == nil {
+		t.Error("setting a failpoint etcd does not have: no error")
+	}
+	if err := m.ClearFailpoint(ctxT(t, 10*time.Second), FailpointRaftBeforeSave); err != nil {
+		t.Errorf("clearing a failpoint that is not set: %v", err)
+	}
+	// Each save of the raft loop sleeps 10 s: a put takes at least that,
+	// while Status and serializable reads, given half of it, answer.
+	if err := m.SetFailpoint(ctxT(t, 10*time.Second), FailpointRaftBeforeSave, "sleep(10000)"); err != nil {
+		t.Fatal(err)
+	}
+	pctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	_, err := cli.Put(pctx, "stalled", "1")
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("put during the stall: err = %v, want a deadline exceeded", err)
+	}
+	if _, err := m.Status(ctxT(t, 5*time.Second)); err != nil {
+		t.Errorf("status during the stall: %v", err)
+	}
+	if _, err := cli.Get(ctxT(t, 5*time.Second), "before", clientv3.WithSerializable()); err != nil {
+		t.Errorf("serializable read during the stall: %v", err)
+	}
+
+	if err := m.ClearFailpoint(ctxT(t, 10*time.Second), FailpointRaftBeforeSave); err != nil {
+		t.Fatal(err)
+	}
+	putGet(t, cli, "after", "2")
+}
+
+func TestFailpointsOff(t *testing.T) {
+	if err := (&Member{}).SetFailpoint(context.Background(), FailpointRaftBeforeSave, "sleep(1)"); !errors.Is(err, errFailpointsOff) {
+		t.Errorf("SetFailpoint without Options.Failpoints: err = %v, want %v", err, errFailpointsOff)
+	}
+}

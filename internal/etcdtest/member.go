@@ -42,8 +42,11 @@ type Member struct {
 	// peerBackendURL, with Options.PeerProxy only: where etcd listens for
 	// peers.
 	peerBackendURL string
-	dataDir        string
-	logPath        string
+	// failpointAddr, with Options.Failpoints only: where gofail serves
+	// the member's failpoints (GOFAIL_HTTP).
+	failpointAddr string
+	dataDir       string
+	logPath       string
 
 	op sync.Mutex // serializes lifecycle operations (start, kill, freeze, thaw)
 
@@ -592,6 +595,9 @@ func (m *Member) launchProcess() error {
 	cmd.Stdout = lf
 	cmd.Stderr = lf
 	cmd.Env = etcdEnv()
+	if m.failpointAddr != "" {
+		cmd.Env = append(cmd.Env, "GOFAIL_HTTP="+m.failpointAddr)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Setpgid:   true,
 		Pdeathsig: syscall.SIGKILL, // do not outlive a crashed test binary
@@ -638,11 +644,12 @@ func startCmd(cmd *exec.Cmd) error {
 }
 
 // etcdEnv is the test's environment without ETCD_* variables, which etcd
-// would read as flags.
+// would read as flags, and GOFAIL_* ones, which an etcd with failpoints
+// would act on (Options.Failpoints sets its own).
 func etcdEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "ETCD_") {
+		if !strings.HasPrefix(kv, "ETCD_") && !strings.HasPrefix(kv, "GOFAIL_") {
 			env = append(env, kv)
 		}
 	}
