@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"slices"
 	"sort"
@@ -13,9 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcdpulse/etcdpulse/internal/etcdtest"
+	"github.com/etcdpulse/etcdpulse/internal/testenv"
 	"github.com/etcdpulse/etcdpulse/probes"
 )
 
@@ -890,4 +894,57 @@ func BenchmarkHashCheck(b *testing.B) {
 	b.ReportMetric(float64(st.DbSize>>20), "MB-db")
 	b.ReportMetric(p99(during), "p99-ms-during-full")
 	b.ReportMetric(p99(between), "p99-ms-between")
+}
+
+// BenchmarkWriteProbeBytes measures what the write probe writes to each
+// member's WAL per put, from etcd's own etcd_disk_wal_write_bytes_total on
+// a 3-member cluster of etcd processes: one iteration is one put of the
+// real probe (its key, its value, its lease). Reported: WAL bytes per put
+// on a member (B/put-wal) and, at the default interval, per hour per agent
+// (B/hour-wal-per-member); every member writes each put to its WAL.
+func BenchmarkWriteProbeBytes(b *testing.B) {
+	c := etcdtest.Start(b, etcdtest.Options{Size: 3, Mode: etcdtest.Process})
+	walBytes := func() float64 {
+		b.Helper()
+		resp, err := http.Get(c.Member(1).ClientURL() + "/metrics")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer resp.Body.Close()
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		mfs, err := parser.TextToMetricFamilies(resp.Body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		v, ok := testenv.Sample(mfs, "etcd_disk_wal_write_bytes_total")
+		if !ok {
+			b.Fatal("etcd_disk_wal_write_bytes_total absent")
+		}
+		return v
+	}
+	targets, err := probes.NewTargets(c.ClientURLs()[:1], probes.ClientConfig{DialTimeout: 5 * time.Second}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer targets.Close()
+	p := &probes.WriteProbe{Prefix: DefaultKeyPrefix, LeaseTTL: writeLeaseTTL}
+	defer p.Close(context.Background()) //nolint:errcheck
+	ctx := context.Background()
+	if err := p.Run(ctx, targets.Local()); err != nil { // the lease, granted once
+		b.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	before := walBytes()
+	n := 0
+	for b.Loop() {
+		if err := p.Run(ctx, targets.Local()); err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+	b.StopTimer()
+	time.Sleep(time.Second) // the follower's WAL has every put
+	per := (walBytes() - before) / float64(n)
+	b.ReportMetric(per, "B/put-wal")
+	b.ReportMetric(per*float64(time.Hour/DefaultWriteInterval), "B/hour-wal-per-member")
 }
