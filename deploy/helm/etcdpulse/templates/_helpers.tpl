@@ -153,6 +153,9 @@ metricRelabelings:
 {{- if .Values.etcd.readOnly }}
 {{- $a = append $a "--etcd.read-only" }}
 {{- end }}
+{{- if .Values.etcd.quotaBackendBytes }}
+{{- $a = append $a (printf "--etcd.quota-backend-bytes=%d" (int64 .Values.etcd.quotaBackendBytes)) }}
+{{- end }}
 {{- if .Values.web.config.enabled }}
 {{- $a = append $a "--web.config.file=/etc/etcdpulse/web/web-config.yml" }}
 {{- end }}
