@@ -162,6 +162,27 @@ func networkGroup() Group {
 	}}
 }
 
+// knownQuota keeps, of a per-agent series of a member's quota (or a
+// figure computed from it), the agents that know the member's quota
+// (etcdpulse_member_db_quota_source other than default), and every agent
+// when none does. On etcd 3.4 and 3.5 only the member's own agent reads
+// its quota (from its metrics URL) and the others assume etcd's 2 GiB
+// default: the max over agents of a ratio against an assumed quota would
+// page for a member that runs with 8 GiB.
+func knownQuota(metric string) string {
+	return metric + ` and on (cluster, instance, member) etcdpulse_member_db_quota_source{source!="default"} == 1` +
+		` or ` + metric + ` unless on (cluster, member) etcdpulse_member_db_quota_source{source!="default"} == 1`
+}
+
+var (
+	quotaUsedRatio = knownQuota("etcdpulse_member_db_quota_used_ratio")
+	quotaBytes     = knownQuota("etcdpulse_member_db_quota_bytes")
+)
+
+// assumedQuota says, in a description, when no agent knows the member's
+// quota and the figure rests on etcd's default.
+const assumedQuota = `{{ if not (printf "etcdpulse_member_db_quota_source{cluster=%q, member=%q, source!=\"default\"}" $labels.cluster $labels.member | query) }} No agent knows this member's quota: it is etcd's default of 2 GiB, assumed (quota source default); if the member runs with another --quota-backend-bytes, set etcd.quota_backend_bytes or etcd.metrics_url.{{ end }}`
+
 func capacityGroup() Group {
 	return Group{Name: "etcdpulse.capacity", Rules: []Rule{
 		{
@@ -173,28 +194,28 @@ func capacityGroup() Group {
 		},
 		{
 			Alert:       "EtcdDatabaseQuotaHigh",
-			Expr:        `max by (cluster, member) (etcdpulse_member_db_size_bytes / etcdpulse_member_db_quota_bytes) > 0.75`,
+			Expr:        `max by (cluster, member) (` + quotaUsedRatio + `) > 0.75`,
 			For:         5 * time.Minute,
 			Severity:    Warning,
 			Summary:     "An etcd database is past 75% of its quota.",
-			Description: `The database of member {{ $labels.member }} of etcd cluster {{ $labels.cluster }} uses {{ $value | humanizePercentage }} of its quota; at 100% etcd raises NOSPACE and refuses writes. Compact and defragment, or raise --quota-backend-bytes.`,
+			Description: `The database of member {{ $labels.member }} of etcd cluster {{ $labels.cluster }} uses {{ $value | humanizePercentage }} of its quota; at 100% etcd raises NOSPACE and refuses writes. Compact and defragment, or raise --quota-backend-bytes.` + assumedQuota,
 		},
 		{
 			Alert:       "EtcdDatabaseQuotaCritical",
-			Expr:        `max by (cluster, member) (etcdpulse_member_db_size_bytes / etcdpulse_member_db_quota_bytes) > 0.85`,
+			Expr:        `max by (cluster, member) (` + quotaUsedRatio + `) > 0.85`,
 			For:         5 * time.Minute,
 			Severity:    Critical,
 			Summary:     "An etcd database is past 85% of its quota.",
-			Description: `The database of member {{ $labels.member }} of etcd cluster {{ $labels.cluster }} uses {{ $value | humanizePercentage }} of its quota; at 100% etcd raises NOSPACE and the Kubernetes API stops accepting writes.`,
+			Description: `The database of member {{ $labels.member }} of etcd cluster {{ $labels.cluster }} uses {{ $value | humanizePercentage }} of its quota; at 100% etcd raises NOSPACE and the Kubernetes API stops accepting writes.` + assumedQuota,
 		},
 		{
 			Alert: "EtcdDatabaseQuotaExhaustionPredicted",
-			Expr: `max by (cluster, member) (predict_linear(etcdpulse_member_db_size_bytes[2h], 4 * 3600) - etcdpulse_member_db_quota_bytes) > 0` +
-				` and on (cluster, member) max by (cluster, member) (etcdpulse_member_db_size_bytes / etcdpulse_member_db_quota_bytes) > 0.5`,
+			Expr: `max by (cluster, member) (predict_linear(etcdpulse_member_db_size_bytes[2h], 4 * 3600) - (` + quotaBytes + `)) > 0` +
+				` and on (cluster, member) max by (cluster, member) (` + quotaUsedRatio + `) > 0.5`,
 			For:         30 * time.Minute,
 			Severity:    Warning,
 			Summary:     "An etcd database will reach its quota within 4 hours at its current growth.",
-			Description: `At the growth of the last 2 hours, the database of member {{ $labels.member }} of etcd cluster {{ $labels.cluster }} will exceed its quota by {{ $value | humanize1024 }}B within 4 hours.`,
+			Description: `At the growth of the last 2 hours, the database of member {{ $labels.member }} of etcd cluster {{ $labels.cluster }} will exceed its quota by {{ $value | humanize1024 }}B within 4 hours.` + assumedQuota,
 		},
 		{
 			Alert: "EtcdDataFilesystemFilling",

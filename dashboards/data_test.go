@@ -80,6 +80,7 @@ var testLabelValues = map[string][]string{
 	"reason":    {"tmpfs"},
 	"dir":       {"data", "wal"},
 	"device":    {"nvme0n1"},
+	"source":    {"metrics_url", "default"},
 	// build_info
 	"branch": {"main"}, "goarch": {"amd64"}, "goos": {"linux"}, "goversion": {"go1.26"},
 	"revision": {"abc"}, "tags": {"netgo"},
