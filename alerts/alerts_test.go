@@ -146,16 +146,22 @@ func TestRuleStyle(t *testing.T) {
 			if !strings.Contains(r.Description, "$value") {
 				t.Error("description must give the value ($value)")
 			}
-			// The description names whatever the alert is about.
+			// The description names whatever the alert is about. An alert
+			// is about a node when its labels carry the instance: those of
+			// its outer aggregation when it has one (a cluster-level rule
+			// may still join on instance inside).
+			nodeLevel := strings.Contains(r.Expr, "instance")
 			if m := byLabels.FindStringSubmatch(r.Expr); m != nil {
+				nodeLevel = false
 				for _, l := range strings.Split(m[1], ",") {
 					l = strings.TrimSpace(l)
 					if l != "le" && !strings.Contains(r.Description, "$labels."+l) {
 						t.Errorf("description does not name the %s ($labels.%s)", l, l)
 					}
+					nodeLevel = nodeLevel || l == "instance"
 				}
 			}
-			if strings.Contains(r.Expr, "instance") && !strings.Contains(r.Description, localMember) {
+			if nodeLevel && !strings.Contains(r.Description, localMember) {
 				t.Error("a node-level alert must name the member beside the node")
 			}
 			checkRunbook(t, r.Alert)

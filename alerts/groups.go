@@ -162,6 +162,221 @@ func networkGroup() Group {
 	}}
 }
 
+// The data path: the write probe puts a key through each agent's own
+// member every 5 s (2 s deadline), and every agent follows its writes on a
+// watch of every member. Only agents that write count: a read-only agent
+// (etcd.read_only, etcdpulse_write_enabled 0) exports no write, delivery
+// or lag series, so it neither fires these rules nor blinds them (a lag of
+// 0 from an agent with nothing to follow would win every min), and
+// EtcdpulseReadOnly says when no agent of a cluster writes at all.
+
+// agentSide are the failure reasons that are the agent's own doing
+// (probes.Reason.AgentSide): a write the agent's role may not make is
+// EtcdpulseAgentRefused's business, not etcd failing writes.
+const agentSide = `tls.*|authentication|permission_denied|wrong_member`
+
+// writeFailures selects the write probe's failures for etcd's reasons.
+const writeFailures = `etcdpulse_probe_failures_total{probe="write", reason!~"` + agentSide + `"}`
+
+// writeReasons lists, in a description, why the writes of the alert's
+// cluster (the selector's other matchers narrow it) failed in the last 5
+// minutes.
+func writeReasons(matchers, args string) string {
+	return `{{ range $i, $s := printf "sum by (reason) (increase(etcdpulse_probe_failures_total{` + matchers + `, probe=\"write\"}[5m])) > 0" ` + args + ` | query | sortByLabel "reason" }}{{ if $i }}, {{ end }}{{ $s.Labels.reason }}{{ end }}`
+}
+
+// notLearner drops the learners: a learner serves no writes and no
+// watches (etcd refuses it every streaming RPC), and catching up after it
+// joins is EtcdFollowerLagging's business.
+const notLearner = ` unless on (cluster, member) max by (cluster, member) (etcdpulse_member_is_learner) == 1`
+
+// writingAgents keeps the agents that had a write committed in the last
+// minute: their lag follows fresh writes.
+const writingAgents = `sum by (cluster, instance) (increase(etcdpulse_write_duration_seconds_count[1m])) > 0`
+
+func writesGroup() Group {
+	return Group{Name: "etcdpulse.writes", Rules: []Rule{
+		{
+			Alert: "EtcdWritesFailing",
+			// No agent that writes has had a write committed for a minute
+			// (12 attempts per agent, each failing within its 2 s
+			// deadline), while quorum and a leader look fine: the case no
+			// read-based rule sees. A rolling restart, a defragmentation
+			// or a leader election stops writes through one member, or
+			// all of them for a second or two, never every agent's for a
+			// minute. Quorum loss (EtcdQuorumLost), no leader
+			// (EtcdNoLeader) and NOSPACE (EtcdAlarmActive) explain failed
+			// writes and page already: one page. Writes failing only for
+			// the agents' own reasons (a role without write permission)
+			// are EtcdpulseAgentRefused. An agent whose writes never
+			// succeeded has no write series: its write_enabled counts.
+			// Two evaluations in a row: it fires 60-75 s after the last
+			// committed write.
+			Expr: `count by (cluster) (max by (cluster, instance) (etcdpulse_write_enabled) == 1)` +
+				` unless on (cluster) sum by (cluster) (increase(etcdpulse_write_duration_seconds_count[1m])) > 0` +
+				` and on (cluster) sum by (cluster) (increase(` + writeFailures + `[1m])) > 0` +
+				` unless on (cluster) max by (cluster) (etcdpulse_cluster_fault_tolerance) < 0` +
+				` unless on (cluster) max by (cluster) (etcdpulse_cluster_leader_voters) < on (cluster) max by (cluster) (etcdpulse_cluster_quorum_size)` +
+				` unless on (cluster) max by (cluster) (etcdpulse_member_alarm_active{alarm="NOSPACE"}) == 1`,
+			For:      15 * time.Second,
+			Severity: Critical,
+			Summary:  "etcd commits no writes although it has quorum and a leader.",
+			Description: `None of the {{ $value }} etcdpulse agents of etcd cluster {{ $labels.cluster }} that write has had its probe write committed for a minute, although quorum and a leader are in place: the Kubernetes API cannot persist anything. ` +
+				`Write failures in the last 5 minutes by reason: ` + writeReasons(`cluster=%q`, `$labels.cluster`) + `.`,
+		},
+		{
+			Alert: "EtcdMemberWritesFailing",
+			// One agent's writes, through its own member, have all failed
+			// for 2 minutes, for 1 minute more, while other agents commit
+			// theirs: clients of that member (the API server on its node)
+			// cannot write. A member down or cut off from quorum fails its
+			// reads too and is EtcdMemberUnhealthy's; a rolling restart or
+			// a defragmentation stops a member's writes for under a
+			// minute, less than the window. All writes failing is
+			// EtcdWritesFailing. A learner refuses every write.
+			Expr: `sum by (cluster, instance, member) (increase(` + writeFailures + `[2m])) > 0` +
+				` unless on (cluster, instance) sum by (cluster, instance) (increase(etcdpulse_write_duration_seconds_count[2m])) > 0` +
+				` and on (cluster) sum by (cluster) (increase(etcdpulse_write_duration_seconds_count[2m])) > 0` +
+				` unless on (cluster, member) max by (cluster, member) (etcdpulse_member_healthy) == 0` + notLearner,
+			For:      time.Minute,
+			Severity: Warning,
+			Summary:  "Writes through one etcd member fail while the others commit.",
+			Description: `On {{ $labels.instance }} (member ` + localMember + `) of etcd cluster {{ $labels.cluster }}, no probe write through member {{ $labels.member }} has been committed for 3 minutes ({{ $value | humanize }} failed in the last 2, by reason: ` +
+				writeReasons(`instance=%q`, `$labels.instance`) + `), while the agents beside other members commit theirs and the member answers reads. Its clients, such as the Kubernetes API server on its node, cannot write.`,
+		},
+		{
+			Alert: "EtcdWriteLatencyHigh",
+			// The 90th percentile, not the 99th: an agent writes 12 times a
+			// minute, so the p99 of 5 minutes is the slowest write of 60,
+			// and the pause of one compaction (the API server compacts
+			// every 5 minutes) holds it up (tests/benign.yml). A put
+			// normally commits in a few milliseconds (two fsyncs and a
+			// round trip); 250 ms is ten times etcd's own guidance for a
+			// backend commit (25 ms) and a quarter of the API server's
+			// one-second goal for writes. The 5-minute window and 10
+			// minutes of "for" let a burst of writes of a few minutes
+			// pass.
+			Expr:        `histogram_quantile(0.9, sum by (cluster, member, le) (rate(etcdpulse_write_duration_seconds_bucket[5m]))) > 0.25`,
+			For:         10 * time.Minute,
+			Severity:    Warning,
+			Summary:     "Writes to etcd are slow.",
+			Description: `The 90th percentile of the probe writes committed through member {{ $labels.member }} of etcd cluster {{ $labels.cluster }} has been {{ $value | humanizeDuration }} over 5 minutes, for 10 minutes (a small put normally commits in a few milliseconds): every write waits on the WAL disks and the network of a quorum. Look at fsync and peer latency, the leader's first.`,
+		},
+		{
+			Alert: "EtcdpulseReadOnly",
+			// Not a fault: a choice (etcd.read_only) that leaves the
+			// write, watch and replication rules without data.
+			Expr:        `max by (cluster) (etcdpulse_write_enabled) == 0`,
+			For:         10 * time.Minute,
+			Severity:    Info,
+			Summary:     "No etcdpulse agent writes: write and replication alerts cannot fire.",
+			Description: `Every etcdpulse agent of etcd cluster {{ $labels.cluster }} runs read-only (etcd.read_only; write_enabled {{ $value }}), so none writes its probe key: EtcdWritesFailing, EtcdMemberWritesFailing, EtcdWriteLatencyHigh, EtcdReplicationLagging, EtcdWatchDeliverySlow and EtcdWatchStalled cannot fire for it.`,
+		},
+	}}
+}
+
+func replicationGroup() Group {
+	return Group{Name: "etcdpulse.replication", Rules: []Rule{
+		{
+			Alert: "EtcdReplicationLagging",
+			// The age of the oldest write the member has not served, for
+			// the most optimistic agent among those whose writes commit:
+			// an agent whose own writes fail (the one beside a frozen
+			// member) has nothing to follow and would report 0. Past 30 s
+			// for 30 s, so a member stops serving fresh data for about a
+			// minute before this fires, ahead of EtcdMemberUnhealthy's two
+			// minutes. A member no agent reaches (down, frozen, a rolling
+			// restart) is EtcdMemberUnhealthy's: its lag only counts the
+			// outage, and no client reads from it. Back, it catches up in
+			// seconds; a defragmentation of tens of seconds stays under
+			// the threshold and the "for". A learner catching up is
+			// EtcdFollowerLagging's.
+			Expr: `min by (cluster, member) (etcdpulse_member_replication_lag_seconds and on (cluster, instance) ` + writingAgents + `) > 30` +
+				` unless on (cluster, member) max by (cluster, member) (etcdpulse_member_reachable) == 0` + notLearner,
+			For:         30 * time.Second,
+			Severity:    Warning,
+			Summary:     "An etcd member serves data that is more than 30 seconds old.",
+			Description: `Member {{ $labels.member }} of etcd cluster {{ $labels.cluster }} answers, but has not served the agents' writes committed {{ $value | humanizeDuration }} ago, neither on its watch nor in its own revision: its serializable reads and its watchers, such as the Kubernetes API server's watch cache on its node, see the cluster as it was then.`,
+		},
+		{
+			Alert: "EtcdWatchDeliverySlow",
+			// The time from a write's commit to its event on the member's
+			// watch, which is also the member's replication and apply
+			// time; the most optimistic agent, so one agent's slow link to
+			// the member does not count. The 90th percentile for the same
+			// reason as EtcdWriteLatencyHigh: 12 writes a minute per agent,
+			// and a member back from a restart or a defragmentation
+			// delivers the writes it missed at once, tens of seconds
+			// late. Events normally come within milliseconds; half a
+			// second for most of them, for 10 minutes, is a member that
+			// keeps falling behind.
+			Expr:        `min by (cluster, member) (histogram_quantile(0.9, sum by (cluster, instance, member, le) (rate(etcdpulse_watch_delivery_seconds_bucket[5m])))) > 0.5`,
+			For:         10 * time.Minute,
+			Severity:    Warning,
+			Summary:     "Watch events of an etcd member come late.",
+			Description: `Member {{ $labels.member }} of etcd cluster {{ $labels.cluster }} has delivered the agents' writes on its watches {{ $value | humanizeDuration }} after their commit (90th percentile over 5 minutes, for the agent that sees it fastest) for 10 minutes: it applies writes late, and its watchers, such as the Kubernetes API server's watch cache on its node, see changes that late.`,
+		},
+		{
+			Alert: "EtcdWatchStalled",
+			// The watch probe reports watch_stalled only after reading from
+			// the member itself that it applied a write its watch did not
+			// deliver: the agent reaches the member, so no partition can
+			// fake it, and one agent seeing it (max) is enough. A member
+			// back from a restart may stall for a few seconds while the
+			// watch reconnects; stalls in every 2-minute window for 3
+			// minutes are not that. A learner has no watch to stall.
+			Expr:        `max by (cluster, member) (increase(etcdpulse_probe_failures_total{probe="watch", reason="watch_stalled"}[2m])) > 0` + notLearner,
+			For:         3 * time.Minute,
+			Severity:    Warning,
+			Summary:     "An etcd member's watch does not deliver what the member has applied.",
+			Description: `Member {{ $labels.member }} of etcd cluster {{ $labels.cluster }} has applied the agents' writes but its watch has not delivered them, again and again for 5 minutes ({{ $value | humanize }} stalled checks in the last 2 minutes, seen by ` + watchStalledAgents + `). Watchers of this member, such as the Kubernetes API server's watch cache on its node, may miss changes: their caches go stale.`,
+		},
+	}}
+}
+
+// watchStalledAgents names, in a description, the agents whose watch of
+// the alert's member stalled in the last 2 minutes.
+const watchStalledAgents = `{{ range $i, $s := printf "sum by (instance) (increase(etcdpulse_probe_failures_total{cluster=%q, member=%q, probe=\"watch\", reason=\"watch_stalled\"}[2m])) > 0" $labels.cluster $labels.member | query | sortByLabel "instance" }}{{ if $i }}, {{ end }}{{ $s.Labels.instance }}{{ end }}`
+
+func consistencyGroup() Group {
+	return Group{Name: "etcdpulse.consistency", Rules: []Rule{
+		{
+			Alert: "EtcdMemberDataMismatch",
+			// A conclusive check compares HashKV at one revision every
+			// member has applied, over the same compact revision: the
+			// minority's store differs, which no restart, compaction or
+			// defragmentation explains (the check skips or retries those).
+			// Any agent's finding pages at once; it stands until that
+			// agent's next check, 5 minutes later.
+			Expr:        `max by (cluster, member) (etcdpulse_member_hash_mismatch) == 1`,
+			Severity:    Critical,
+			Summary:     "An etcd member's data differs from the other members'.",
+			Description: `The key-value store of member {{ $labels.member }} of etcd cluster {{ $labels.cluster }} differs from the majority's: its HashKV at a revision every member had applied, over the same compact revision, was in the minority in an agent's last hash check (mismatch {{ $value }}). Clients reading from it get different data; do not let it lead, and replace it from the healthy members.`,
+		},
+	}}
+}
+
+// knownQuota keeps, of a per-agent series of a member's quota (or a
+// figure computed from it), the agents that know the member's quota
+// (etcdpulse_member_db_quota_source other than default), and every agent
+// when none does. On etcd 3.4 and 3.5 only the member's own agent reads
+// its quota (from its metrics URL) and the others assume etcd's 2 GiB
+// default: the max over agents of a ratio against an assumed quota would
+// page for a member that runs with 8 GiB.
+func knownQuota(metric string) string {
+	return metric + ` and on (cluster, instance, member) etcdpulse_member_db_quota_source{source!="default"} == 1` +
+		` or ` + metric + ` unless on (cluster, member) etcdpulse_member_db_quota_source{source!="default"} == 1`
+}
+
+var (
+	quotaUsedRatio = knownQuota("etcdpulse_member_db_quota_used_ratio")
+	quotaBytes     = knownQuota("etcdpulse_member_db_quota_bytes")
+)
+
+// assumedQuota says, in a description, when no agent knows the member's
+// quota and the figure rests on etcd's default.
+const assumedQuota = `{{ if not (printf "etcdpulse_member_db_quota_source{cluster=%q, member=%q, source!=\"default\"}" $labels.cluster $labels.member | query) }} No agent knows this member's quota: it is etcd's default of 2 GiB, assumed (quota source default); if the member runs with another --quota-backend-bytes, set etcd.quota_backend_bytes or etcd.metrics_url.{{ end }}`
+
 func capacityGroup() Group {
 	return Group{Name: "etcdpulse.capacity", Rules: []Rule{
 		{
@@ -173,28 +388,28 @@ func capacityGroup() Group {
 		},
 		{
 			Alert:       "EtcdDatabaseQuotaHigh",
-			Expr:        `max by (cluster, member) (etcdpulse_member_db_size_bytes / etcdpulse_member_db_quota_bytes) > 0.75`,
+			Expr:        `max by (cluster, member) (` + quotaUsedRatio + `) > 0.75`,
 			For:         5 * time.Minute,
 			Severity:    Warning,
 			Summary:     "An etcd database is past 75% of its quota.",
-			Description: `The database of member {{ $labels.member }} of etcd cluster {{ $labels.cluster }} uses {{ $value | humanizePercentage }} of its quota; at 100% etcd raises NOSPACE and refuses writes. Compact and defragment, or raise --quota-backend-bytes.`,
+			Description: `The database of member {{ $labels.member }} of etcd cluster {{ $labels.cluster }} uses {{ $value | humanizePercentage }} of its quota; at 100% etcd raises NOSPACE and refuses writes. Compact and defragment, or raise --quota-backend-bytes.` + assumedQuota,
 		},
 		{
 			Alert:       "EtcdDatabaseQuotaCritical",
-			Expr:        `max by (cluster, member) (etcdpulse_member_db_size_bytes / etcdpulse_member_db_quota_bytes) > 0.85`,
+			Expr:        `max by (cluster, member) (` + quotaUsedRatio + `) > 0.85`,
 			For:         5 * time.Minute,
 			Severity:    Critical,
 			Summary:     "An etcd database is past 85% of its quota.",
-			Description: `The database of member {{ $labels.member }} of etcd cluster {{ $labels.cluster }} uses {{ $value | humanizePercentage }} of its quota; at 100% etcd raises NOSPACE and the Kubernetes API stops accepting writes.`,
+			Description: `The database of member {{ $labels.member }} of etcd cluster {{ $labels.cluster }} uses {{ $value | humanizePercentage }} of its quota; at 100% etcd raises NOSPACE and the Kubernetes API stops accepting writes.` + assumedQuota,
 		},
 		{
 			Alert: "EtcdDatabaseQuotaExhaustionPredicted",
-			Expr: `max by (cluster, member) (predict_linear(etcdpulse_member_db_size_bytes[2h], 4 * 3600) - etcdpulse_member_db_quota_bytes) > 0` +
-				` and on (cluster, member) max by (cluster, member) (etcdpulse_member_db_size_bytes / etcdpulse_member_db_quota_bytes) > 0.5`,
+			Expr: `max by (cluster, member) (predict_linear(etcdpulse_member_db_size_bytes[2h], 4 * 3600) - (` + quotaBytes + `)) > 0` +
+				` and on (cluster, member) max by (cluster, member) (` + quotaUsedRatio + `) > 0.5`,
 			For:         30 * time.Minute,
 			Severity:    Warning,
 			Summary:     "An etcd database will reach its quota within 4 hours at its current growth.",
-			Description: `At the growth of the last 2 hours, the database of member {{ $labels.member }} of etcd cluster {{ $labels.cluster }} will exceed its quota by {{ $value | humanize1024 }}B within 4 hours.`,
+			Description: `At the growth of the last 2 hours, the database of member {{ $labels.member }} of etcd cluster {{ $labels.cluster }} will exceed its quota by {{ $value | humanize1024 }}B within 4 hours.` + assumedQuota,
 		},
 		{
 			Alert: "EtcdDataFilesystemFilling",

@@ -317,7 +317,9 @@ func TestLiveQuorumLost(t *testing.T) {
 // One follower cut off from its peers keeps answering clients but reports
 // no leader, so has_leader is 0 on every agent, while the other two commit.
 // In a real Prometheus with the shipped rules that pages as quorum at risk,
-// with the disagreement as a warning, and never as EtcdNoLeader.
+// with the disagreement as a warning, and never as EtcdNoLeader; the cut-off
+// member, answering but applying nothing, is EtcdReplicationLagging, and
+// the two others committing, writes do not fail.
 func TestLiveOneMemberCutOff(t *testing.T) {
 	s := startLive(t, etcdtest.Options{PeerProxy: true})
 	lead, err := s.cluster.WaitLeader(t.Context())
@@ -344,6 +346,17 @@ func TestLiveOneMemberCutOff(t *testing.T) {
 	// have fired by now had its expression held.
 	if v, err := s.query(`max(etcdpulse_cluster_has_leader) == 0 and on() max(etcdpulse_cluster_leader_voters) == 2`); err != nil || len(v) != 1 {
 		t.Errorf("has_leader 0 with 2 voters following the leader: %d results (%v)", len(v), err)
+	}
+	// The cut-off member still answers the agents, but applies none of
+	// the two others' writes: it serves data that ages a second a second.
+	lagging := fmt.Sprintf(`ALERTS{alertname="EtcdReplicationLagging", alertstate="firing", member=%q}`, victim.Name())
+	s.waitFor(t, "EtcdReplicationLagging firing for the cut-off member", 3*time.Minute, func() (bool, error) {
+		v, err := s.query(lagging)
+		return len(v) == 1, err
+	})
+	// The two others commit: no page about writes, not even pending.
+	if v, err := s.query(`count_over_time(ALERTS{alertname="EtcdWritesFailing"}[10m])`); err != nil || len(v) > 0 {
+		t.Errorf("EtcdWritesFailing pending or firing while two of three members commit: %s (%v)", v, err)
 	}
 	t.Logf("firing with one member cut off: %v", last)
 }
@@ -373,7 +386,9 @@ func TestLivePasswordChanged(t *testing.T) {
 	if _, err := cli.UserChangePassword(t.Context(), "etcdpulse", "new"); err != nil {
 		t.Fatal(err)
 	}
-	pages := `ALERTS{alertname=~"EtcdQuorumLost|EtcdQuorumAtRisk|EtcdNoLeader|EtcdMemberUnhealthy"}`
+	// Writes fail too, for the agents' own reason (authentication): that
+	// is no more etcd failing writes than the rest.
+	pages := `ALERTS{alertname=~"EtcdQuorumLost|EtcdQuorumAtRisk|EtcdNoLeader|EtcdMemberUnhealthy|EtcdWritesFailing"}`
 	s.waitFor(t, "EtcdpulseAgentRefused firing for every agent and member", 5*time.Minute, func() (bool, error) {
 		if v, err := s.query(pages); err != nil || len(v) > 0 {
 			t.Fatalf("a page about the cluster went pending or fired on a healthy cluster: %s (%v)", v, err)

@@ -28,6 +28,8 @@ func agent() (dashboard.Dashboard, error) {
 		WithPanel(fsyncRefusedTimeline()).
 		WithPanel(agentRefusedTimeline()).
 		WithPanel(probeFailuresTimeseries()).
+		WithPanel(writeProbesTimeline()).
+		WithPanel(hashChecksTimeseries()).
 		WithRow(dashboard.NewRowBuilder("Load the agents add")).
 		WithPanel(requestsByMethodTimeseries()).
 		WithPanel(requestsByMemberTimeseries()).
@@ -146,4 +148,22 @@ func fsyncSyncsTimeseries() *timeseries.PanelBuilder {
 		Min(0).
 		WithTarget(prometheusQuery(`sum by (cluster, instance) (`+rate(node("etcdpulse_disk_fsync_duration_seconds_count"))+`)`, "{{instance}} probe")).
 		WithTarget(prometheusQuery(`sum by (cluster, instance) (`+rate(node("etcdpulse_etcd_wal_fsync_duration_seconds_count"))+`)`, "{{instance}} etcd WAL"))
+}
+
+func writeProbesTimeline() *statetimeline.PanelBuilder {
+	return defaultStateTimeline("Write and watch probes",
+		"Whether each agent writes its probe key through its member and follows its writes on every member's watch (etcdpulse_write_enabled, etcdpulse_watch_enabled); both are off on a read-only agent (etcd.read_only). With no agent writing, the write, watch and replication alerts cannot fire.",
+		valueMappings(mapping{"1", "on", "green"}, mapping{"0", "read-only", "orange"}), "EtcdpulseReadOnly").
+		WithTarget(prometheusQuery(`max by (cluster, instance) (`+node("etcdpulse_write_enabled")+`)`, "{{instance}} writes")).
+		WithTarget(prometheusQuery(`max by (cluster, instance) (`+node("etcdpulse_watch_enabled")+`)`, "{{instance}} watches"))
+}
+
+func hashChecksTimeseries() *timeseries.PanelBuilder {
+	return defaultTimeseries("Hash checks by result",
+		"Each agent's hash consistency checks per rate interval, by result: match, mismatch, inconclusive (the members' compact revisions differed in every attempt), skipped_unhealthy (a member unreachable or unhealthy), skipped_slow (a member slow, as during a defragmentation). Only match and mismatch are conclusive; without them a mismatch goes unseen.",
+		"none", "EtcdMemberDataMismatch").
+		Min(0).
+		DrawStyle(common.GraphDrawStyleBars).
+		FillOpacity(80).
+		WithTarget(prometheusQuery(`sum by (cluster, instance, result) (increase(`+node("etcdpulse_hash_checks_total")+`[$__rate_interval]))`, "{{instance}} {{result}}"))
 }

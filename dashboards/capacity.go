@@ -4,6 +4,7 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/common"
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
 	"github.com/grafana/grafana-foundation-sdk/go/stat"
+	"github.com/grafana/grafana-foundation-sdk/go/table"
 	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
 )
 
@@ -21,6 +22,8 @@ func capacity() (dashboard.Dashboard, error) {
 		WithPanel(quotaUsedTimeseries()).
 		WithPanel(dbPredictedTimeseries()).
 		WithPanel(dbReclaimableTimeseries()).
+		WithPanel(fragmentationTimeseries()).
+		WithPanel(quotaSourceTable()).
 		WithRow(dashboard.NewRowBuilder("Filesystems")).
 		WithPanel(filesystemFreeTimeseries()).
 		WithPanel(filesystemSpaceTimeseries()).
@@ -39,8 +42,17 @@ func capacity() (dashboard.Dashboard, error) {
 		WithPanel(etcdUptimeTimeseries()))
 }
 
+// knownQuota keeps, of a per-agent series of a member's quota (or a
+// figure computed from it), the agents that know the quota (its source is
+// not etcd's default, assumed) and every agent when none does, as the quota
+// alerts do: on etcd 3.4 and 3.5 only a member's own agent reads its quota.
+func knownQuota(metric string) string {
+	return metric + ` and on (cluster, instance, member) ` + node("etcdpulse_member_db_quota_source", `source!="default"`) + ` == 1` +
+		` or ` + metric + ` unless on (cluster, member) ` + node("etcdpulse_member_db_quota_source", `source!="default"`) + ` == 1`
+}
+
 // dbRatio is each member's database size over its quota.
-var dbRatio = `max by (cluster, member) (` + node("etcdpulse_member_db_size_bytes") + ` / ` + node("etcdpulse_member_db_quota_bytes") + `)`
+var dbRatio = `max by (cluster, member) (` + knownQuota(node("etcdpulse_member_db_quota_used_ratio")) + `)`
 
 // fsFree is the free share of the data and WAL filesystems.
 var fsFree = `min by (cluster, instance, dir) (` + node("etcdpulse_host_filesystem_free_bytes") + ` / ` + node("etcdpulse_host_filesystem_size_bytes") + `)`
@@ -52,7 +64,7 @@ func byDevice(metric string) string {
 
 func quotaUsedStat() *stat.PanelBuilder {
 	return defaultStat("Quota used",
-		"Each member's database size as a share of its quota (--quota-backend-bytes). Past the quota etcd raises NOSPACE and refuses writes; the alerts warn at 75% and page at 85%.",
+		"Each member's database file size as a share of its quota (--quota-backend-bytes), from the agents that know the quota, or against etcd's 2 GiB default when none does (Quota source says which). Past the quota etcd raises NOSPACE and refuses writes; the alerts warn at 75% and page at 85%.",
 		"percentunit", "EtcdDatabaseQuotaHigh", "EtcdDatabaseQuotaCritical").
 		Span(12).
 		Min(0).
@@ -97,7 +109,7 @@ func dbPredictedTimeseries() *timeseries.PanelBuilder {
 		"Each member's database size 4 hours ahead as a share of its quota, extrapolated linearly from the last 2 hours (fixed windows, as the alert uses). Past 100% the quota runs out within 4 hours at this growth.",
 		"percentunit", "EtcdDatabaseQuotaExhaustionPredicted"), "green", step{1, "red"}).
 		Min(0).
-		WithTarget(prometheusQuery(`max by (cluster, member) (predict_linear(`+node("etcdpulse_member_db_size_bytes")+`[2h], 4 * 3600) / `+node("etcdpulse_member_db_quota_bytes")+`)`, "{{member}}"))
+		WithTarget(prometheusQuery(`max by (cluster, member) (predict_linear(`+node("etcdpulse_member_db_size_bytes")+`[2h], 4 * 3600) / (`+knownQuota(node("etcdpulse_member_db_quota_bytes"))+`))`, "{{member}}"))
 }
 
 func dbReclaimableTimeseries() *timeseries.PanelBuilder {
@@ -106,6 +118,27 @@ func dbReclaimableTimeseries() *timeseries.PanelBuilder {
 		"bytes", "EtcdDatabaseQuotaHigh").
 		Min(0).
 		WithTarget(prometheusQuery(`max by (cluster, member) (`+node("etcdpulse_member_db_size_bytes")+` - `+node("etcdpulse_member_db_size_in_use_bytes")+`)`, "{{member}}"))
+}
+
+func fragmentationTimeseries() *timeseries.PanelBuilder {
+	return defaultTimeseries("Fragmentation",
+		"Share of each member's database file not in use, (size − in use) / size, as etcdctl endpoint status's % NOT IN USE: free pages that compaction left and only a defragmentation returns. It counts against the quota until then. A few free pages are a large share of a small file.",
+		"percentunit", "EtcdDatabaseQuotaHigh").
+		Min(0).
+		Max(1).
+		WithTarget(prometheusQuery(`max by (cluster, member) (`+node("etcdpulse_member_db_fragmented_ratio")+`)`, "{{member}}"))
+}
+
+func quotaSourceTable() *table.PanelBuilder {
+	return defaultTable("Quota source",
+		"Where each agent has each member's quota from: status (the member's own, etcd 3.6 and later), metrics_url (the local member's etcd_server_quota_backend_bytes), config (etcd.quota_backend_bytes) or default (nothing said: etcd's 2 GiB default, assumed). The quota panels and alerts prefer the agents that know it.",
+		"none", "EtcdDatabaseQuotaHigh").
+		Span(12).
+		WithTarget(tableQuery(`max by (cluster, instance, member, source) (` + node("etcdpulse_member_db_quota_source") + `) == 1`)).
+		WithTransformation(dashboard.DataTransformerConfig{
+			Id:      "organize",
+			Options: map[string]any{"excludeByName": map[string]any{"Time": true, "Value": true}},
+		})
 }
 
 func filesystemFreeTimeseries() *timeseries.PanelBuilder {

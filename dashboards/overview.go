@@ -16,7 +16,7 @@ import (
 
 func overview() (dashboard.Dashboard, error) {
 	return finish(newDashboard("etcdpulse-overview", "etcdpulse / Cluster overview",
-		"Is the etcd cluster serving? Quorum, leader, members, fault tolerance and firing alerts, from the etcdpulse agents beside the members.").
+		"Is the etcd cluster serving? Quorum, leader, members, fault tolerance, whether writes commit and reach every member's watches, and firing alerts, from the etcdpulse agents beside the members.").
 		WithRow(dashboard.NewRowBuilder("Cluster")).
 		WithPanel(quorumStat()).
 		WithPanel(faultToleranceStat()).
@@ -33,6 +33,15 @@ func overview() (dashboard.Dashboard, error) {
 		WithPanel(leaderTimeline()).
 		WithPanel(leaderChangesTimeseries()).
 		WithPanel(termTimeseries()).
+		WithRow(dashboard.NewRowBuilder("Data path")).
+		WithPanel(writesTimeseries()).
+		WithPanel(writeLatencyTimeseries()).
+		WithPanel(watchDeliveryTimeseries()).
+		WithPanel(replicationLagTimeseries()).
+		WithPanel(watchFailuresTimeseries()).
+		WithPanel(watchRestartsTimeseries()).
+		WithPanel(hashMismatchTimeline()).
+		WithPanel(hashCheckAgeTimeseries()).
 		WithRow(dashboard.NewRowBuilder("Alerts")).
 		WithPanel(firingAlertsTable()).
 		WithPanel(firingAlertsTimeseries()))
