@@ -25,6 +25,38 @@ func checksAtLeast(result string, min float64) expect {
 	}
 }
 
+// corruptOffline kills m once it has applied revision rev and written it
+// to its database file (a defragmentation commits everything: entries only
+// in the WAL would be replayed over the corruption at restart), alters every
+// key and value in its bolt database as etcd's own corruption tests do,
+// and starts it again.
+func corruptOffline(t *testing.T, m *etcdtest.Member, rev int64) {
+	t.Helper()
+	cli := m.Client(t)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	for {
+		resp, err := cli.Get(ctx, "/none", clientv3.WithSerializable())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Header.Revision >= rev {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := cli.Defragment(ctx, m.ClientURL()); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := mvcctestutil.CorruptBBolt(filepath.Join(m.DataDir(), "member", "snap", "db")); err != nil {
+		t.Fatal(err)
+	}
+	restart(t, m)
+}
+
 // While keys are written and the cluster is compacted every second, every
 // conclusive check agrees: a compaction applied by one member and not yet
 // by another is inconclusive, never a mismatch.
@@ -82,15 +114,8 @@ func TestHashMismatchAtCompaction(t *testing.T) {
 		}
 		return rev
 	}
-	put(20)
 	corrupt := c.Member(2)
-	if err := corrupt.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	if err := mvcctestutil.CorruptBBolt(filepath.Join(corrupt.DataDir(), "member", "snap", "db")); err != nil {
-		t.Fatal(err)
-	}
-	restart(t, corrupt)
+	corruptOffline(t, corrupt, put(20))
 	// Two compactions after the restart: every member keeps the hash of
 	// the second, over the same range.
 	for range 2 {
@@ -120,19 +145,16 @@ func TestHashMismatchNamesCorruptMember(t *testing.T) {
 	cli := c.Client(t)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
+	var rev int64
 	for i := range 20 {
-		if _, err := cli.Put(ctx, fmt.Sprintf("/data/%d", i), "v"); err != nil {
+		resp, err := cli.Put(ctx, fmt.Sprintf("/data/%d", i), "v")
+		if err != nil {
 			t.Fatal(err)
 		}
+		rev = resp.Header.Revision
 	}
 	corrupt := c.Member(2)
-	if err := corrupt.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	if err := mvcctestutil.CorruptBBolt(filepath.Join(corrupt.DataDir(), "member", "snap", "db")); err != nil {
-		t.Fatal(err)
-	}
-	restart(t, corrupt)
+	corruptOffline(t, corrupt, rev)
 	a, logs := startLoggedAgent(t, c.ClientURLs()[:1], func(cfg *Config) {
 		cfg.Probes.Hash.Interval = Duration(time.Second)
 		cfg.Etcd.ReadOnly = true // the data changed under etcd: no writes to add to it
@@ -147,4 +169,3 @@ func TestHashMismatchNamesCorruptMember(t *testing.T) {
 		t.Errorf("the mismatch not logged naming %s; log:\n%s", corrupt.Name(), logs)
 	}
 }
-

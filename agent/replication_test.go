@@ -154,4 +154,3 @@ func TestWatchReadOnly(t *testing.T) {
 		t.Error("the watch probe ran with writes off")
 	}
 }
-

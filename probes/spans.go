@@ -73,6 +73,7 @@ const (
 	rpcRange         = "etcdserverpb.KV/Range"
 	rpcMemberList    = "etcdserverpb.Cluster/MemberList"
 	rpcPut           = "etcdserverpb.KV/Put"
+	rpcHashKV        = "etcdserverpb.Maintenance/HashKV"
 	dbSystemNameEtcd = "etcd"
 )
 
@@ -83,6 +84,7 @@ var probeRPC = map[string]string{
 	ProbeReadSerializable: rpcRange,
 	ProbeMemberList:       rpcMemberList,
 	ProbeWrite:            rpcPut,
+	ProbeHash:             rpcHashKV,
 }
 
 // Observe records v on o with the current span's trace and span IDs as an
