@@ -1,11 +1,13 @@
 package probes
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -163,18 +165,13 @@ func (p *WatchProbe) observe(w *memberWatch, seconds float64) {
 	}
 }
 
+// byRev orders committed writes by revision, for binary search.
+func byRev(c committedWrite, rev int64) int { return cmp.Compare(c.rev, rev) }
+
 // oldestUnserved is the oldest write the member has not served.
 func (p *WatchProbe) oldestUnserved(w *memberWatch) (committedWrite, bool) {
 	served := w.servedRev()
-	i, _ := slices.BinarySearchFunc(p.writes, served+1, func(c committedWrite, rev int64) int {
-		switch {
-		case c.rev < rev:
-			return -1
-		case c.rev > rev:
-			return 1
-		}
-		return 0
-	})
+	i, _ := slices.BinarySearchFunc(p.writes, served+1, byRev)
 	if i == len(p.writes) {
 		return committedWrite{}, false
 	}
@@ -200,15 +197,7 @@ func (p *WatchProbe) Lags(now time.Time) []Lag {
 		}
 		out = append(out, l)
 	}
-	slices.SortFunc(out, func(a, b Lag) int {
-		switch {
-		case a.Member < b.Member:
-			return -1
-		case a.Member > b.Member:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b Lag) int { return strings.Compare(a.Member, b.Member) })
 	return out
 }
 
@@ -427,15 +416,7 @@ func (p *WatchProbe) followOnce(ctx context.Context, w *memberWatch, key string,
 			}
 			rev := ev.Kv.ModRevision
 			w.delivered = rev
-			i, found := slices.BinarySearchFunc(p.writes, rev, func(c committedWrite, r int64) int {
-				switch {
-				case c.rev < r:
-					return -1
-				case c.rev > r:
-					return 1
-				}
-				return 0
-			})
+			i, found := slices.BinarySearchFunc(p.writes, rev, byRev)
 			if found {
 				p.observe(w, now.Sub(p.writes[i].at).Seconds())
 			}
