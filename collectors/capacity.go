@@ -59,23 +59,18 @@ type CapacityOptions struct {
 // and fragmentation from its last status, at scrape time.
 type CapacityCollector struct {
 	opts  CapacityOptions
-	descs map[string]*prometheus.Desc
+	descs descSet
 }
 
 // NewCapacityCollector returns a collector over opts.View.
 func NewCapacityCollector(opts CapacityOptions) *CapacityCollector {
-	c := &CapacityCollector{opts: opts, descs: map[string]*prometheus.Desc{}}
-	for _, m := range CapacityMetrics {
-		c.descs[m.Name] = m.Desc()
-	}
+	c := &CapacityCollector{opts: opts, descs: newDescSet(CapacityMetrics...)}
 	return c
 }
 
 // Describe implements prometheus.Collector.
 func (c *CapacityCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range c.descs {
-		ch <- d
-	}
+	c.descs.describe(ch)
 }
 
 // Collect implements prometheus.Collector. A member that did not answer

@@ -34,6 +34,25 @@ func (m Metric) Desc() *prometheus.Desc {
 	return prometheus.NewDesc(m.Name, m.Help, m.Labels, nil)
 }
 
+// descSet is a collector's descriptors by metric name.
+type descSet map[string]*prometheus.Desc
+
+// newDescSet returns the descriptors of rows.
+func newDescSet(rows ...Metric) descSet {
+	d := descSet{}
+	for _, m := range rows {
+		d[m.Name] = m.Desc()
+	}
+	return d
+}
+
+// describe sends every descriptor: a collector's Describe.
+func (d descSet) describe(ch chan<- *prometheus.Desc) {
+	for _, desc := range d {
+		ch <- desc
+	}
+}
+
 // Find returns the row of rows for a metric name; histogram series
 // (_bucket, _sum, _count) resolve to their family.
 func Find(rows []Metric, name string) (Metric, bool) {

@@ -95,23 +95,18 @@ type ViewSource interface {
 // the per-probe verdicts. It reads the last view and nothing else.
 type ClusterCollector struct {
 	src   ViewSource
-	descs map[string]*prometheus.Desc
+	descs descSet
 }
 
 // NewClusterCollector returns a collector over src.
 func NewClusterCollector(src ViewSource) *ClusterCollector {
-	c := &ClusterCollector{src: src, descs: map[string]*prometheus.Desc{}}
-	for _, m := range ClusterMetrics {
-		c.descs[m.Name] = m.Desc()
-	}
+	c := &ClusterCollector{src: src, descs: newDescSet(ClusterMetrics...)}
 	return c
 }
 
 // Describe implements prometheus.Collector.
 func (c *ClusterCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range c.descs {
-		ch <- d
-	}
+	c.descs.describe(ch)
 }
 
 // Collect implements prometheus.Collector.

@@ -48,23 +48,18 @@ func NewFsyncHistogram() *prometheus.HistogramVec {
 type DiskCollector struct {
 	src   FsyncSource
 	now   func() time.Time
-	descs map[string]*prometheus.Desc
+	descs descSet
 }
 
 // NewDiskCollector returns a collector over the fsync probe's state.
 func NewDiskCollector(src FsyncSource) *DiskCollector {
-	c := &DiskCollector{src: src, now: time.Now, descs: map[string]*prometheus.Desc{}}
-	for _, m := range []Metric{FsyncStalled, FsyncStalledSeconds, FsyncRefused, FsyncWritten} {
-		c.descs[m.Name] = m.Desc()
-	}
+	c := &DiskCollector{src: src, now: time.Now, descs: newDescSet(FsyncStalled, FsyncStalledSeconds, FsyncRefused, FsyncWritten)}
 	return c
 }
 
 // Describe implements prometheus.Collector.
 func (c *DiskCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range c.descs {
-		ch <- d
-	}
+	c.descs.describe(ch)
 }
 
 // Collect implements prometheus.Collector.

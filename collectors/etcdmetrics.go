@@ -80,7 +80,7 @@ type EtcdMetricsOptions struct {
 type EtcdMetrics struct {
 	opts   EtcdMetricsOptions
 	client *http.Client
-	descs  map[string]*prometheus.Desc
+	descs  descSet
 
 	mu      sync.Mutex
 	tried   bool
@@ -118,10 +118,7 @@ func NewEtcdMetrics(opts EtcdMetricsOptions) *EtcdMetrics {
 	if opts.TLS != nil {
 		tr.TLSClientConfig = opts.TLS.Clone()
 	}
-	e := &EtcdMetrics{opts: opts, client: &http.Client{Transport: tr}, descs: map[string]*prometheus.Desc{}}
-	for _, m := range []Metric{EtcdWALFsync, EtcdBackendCommit, EtcdPeerRTT, EtcdMetricsUp} {
-		e.descs[m.Name] = m.Desc()
-	}
+	e := &EtcdMetrics{opts: opts, client: &http.Client{Transport: tr}, descs: newDescSet(EtcdWALFsync, EtcdBackendCommit, EtcdPeerRTT, EtcdMetricsUp)}
 	return e
 }
 
@@ -258,9 +255,7 @@ func (e *EtcdMetrics) PeerLabel(to string) string {
 
 // Describe implements prometheus.Collector.
 func (e *EtcdMetrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range e.descs {
-		ch <- d
-	}
+	e.descs.describe(ch)
 }
 
 // Collect implements prometheus.Collector. Before the first read nothing is

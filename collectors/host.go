@@ -80,7 +80,7 @@ const (
 // logged once when it starts and once when it stops failing.
 type HostCollector struct {
 	opts  HostOptions
-	descs map[string]*prometheus.Desc
+	descs descSet
 
 	mu      sync.Mutex // one scrape at a time: the state below
 	log     failureLog
@@ -101,18 +101,13 @@ func NewHostCollector(opts HostOptions) *HostCollector {
 	if opts.DeviceEvery <= 0 {
 		opts.DeviceEvery = DefaultDeviceEvery
 	}
-	c := &HostCollector{opts: opts, descs: map[string]*prometheus.Desc{}, log: failureLog{logger: opts.Logger, failing: map[string]bool{}}, devices: map[string]deviceEntry{}}
-	for _, m := range HostMetrics {
-		c.descs[m.Name] = m.Desc()
-	}
+	c := &HostCollector{opts: opts, descs: newDescSet(HostMetrics...), log: failureLog{logger: opts.Logger, failing: map[string]bool{}}, devices: map[string]deviceEntry{}}
 	return c
 }
 
 // Describe implements prometheus.Collector.
 func (c *HostCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range c.descs {
-		ch <- d
-	}
+	c.descs.describe(ch)
 }
 
 // Collect implements prometheus.Collector.
