@@ -89,22 +89,20 @@ func (r Reason) AgentSide() bool {
 	return false
 }
 
+// ReasonedError is a probe's own failure that knows its reason: it is
+// declared beside the probe, and Classify needs no line for it.
+type ReasonedError interface {
+	error
+	Reason() Reason
+}
+
 // Classify sorts a probe error into a Reason; nil gives "".
 func Classify(err error) Reason {
 	if err == nil {
 		return ""
 	}
-	if _, ok := errors.AsType[*WrongMemberError](err); ok {
-		return ReasonWrongMember
-	}
-	if _, ok := errors.AsType[*BehindError](err); ok {
-		return ReasonBehind
-	}
-	if _, ok := errors.AsType[*WatchStalledError](err); ok {
-		return ReasonWatchStalled
-	}
-	if _, ok := errors.AsType[*WatchRestartedError](err); ok {
-		return ReasonWatchRestarted
+	if e, ok := errors.AsType[ReasonedError](err); ok {
+		return e.Reason()
 	}
 	var te *TimeoutError
 	if errors.As(err, &te) {
@@ -240,6 +238,9 @@ type WrongMemberError struct {
 	Endpoint  string
 	Want, Got uint64
 }
+
+// Reason implements ReasonedError.
+func (e *WrongMemberError) Reason() Reason { return ReasonWrongMember }
 
 func (e *WrongMemberError) Error() string {
 	return fmt.Sprintf("member %s answered at %s, the client URL member %s advertises: from here, %s cannot be reached (is its advertised client URL a loopback address, as k0s sets?)",

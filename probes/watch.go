@@ -454,6 +454,9 @@ type BehindError struct {
 	EntriesKnown bool
 }
 
+// Reason implements ReasonedError.
+func (e *BehindError) Reason() Reason { return ReasonBehind }
+
 func (e *BehindError) Error() string {
 	msg := fmt.Sprintf("watch: the member has not applied the write committed %s ago at revision %d: it is at revision %d, %d behind",
 		e.Age.Round(time.Millisecond), e.Revision, e.Applied, e.Revision-e.Applied)
@@ -474,6 +477,9 @@ type WatchStalledError struct {
 	Progress int64
 }
 
+// Reason implements ReasonedError.
+func (e *WatchStalledError) Reason() Reason { return ReasonWatchStalled }
+
 func (e *WatchStalledError) Error() string {
 	msg := fmt.Sprintf("watch: the member applied the write committed %s ago at revision %d (it is at revision %d) but its watch has not delivered it",
 		e.Age.Round(time.Millisecond), e.Revision, e.Applied)
@@ -486,6 +492,9 @@ func (e *WatchStalledError) Error() string {
 // WatchRestartedError: etcd ended the member's watch and the probe
 // re-established it.
 type WatchRestartedError struct{ Cause string }
+
+// Reason implements ReasonedError.
+func (e *WatchRestartedError) Reason() Reason { return ReasonWatchRestarted }
 
 func (e *WatchRestartedError) Error() string {
 	switch e.Cause {
