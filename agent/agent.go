@@ -78,6 +78,8 @@ type Agent struct {
 	caps []collectors.CapabilityCollectors
 	// stops undo what the capabilities did in etcd, at Stop.
 	stops []func(context.Context) error
+	// checks are the capabilities' lines of a check report.
+	checks []checkFunc
 
 	mu     sync.Mutex
 	cancel context.CancelFunc
@@ -143,7 +145,7 @@ func build(opts Options, local probes.LocalStatus) (*Agent, error) {
 	if err != nil {
 		return nil, fieldError("etcd.endpoints", err.Error())
 	}
-	w := &wiring{cfg: cfg, tls: tlsCfg, logger: logger, state: probes.NewState(), targets: targets, view: &runnerRef{}, etcdMetrics: &etcdMetricsRef{}, local: local, figures: map[string]func() (float64, bool){}}
+	w := &wiring{cfg: cfg, tls: tlsCfg, logger: logger, state: probes.NewState(), targets: targets, view: &runnerRef{}, etcdMetrics: &etcdMetricsRef{}, local: local, figures: map[string]func() (float64, bool){}, tracer: tp.Tracer("github.com/etcdpulse/etcdpulse/agent")}
 	var scheduled []probes.Scheduled
 	var caps []collectors.CapabilityCollectors
 	for _, cp := range capabilities {
@@ -170,6 +172,7 @@ func build(opts Options, local probes.LocalStatus) (*Agent, error) {
 		Duration: duration,
 		Failures: failures,
 		Figures:  figures(w.figures),
+		OnView:   onViews(w.views),
 	})
 	w.view.Runner = runner
 	for _, c := range []prometheus.Collector{
@@ -183,9 +186,21 @@ func build(opts Options, local probes.LocalStatus) (*Agent, error) {
 			return nil, fmt.Errorf("registering the agent's metrics: %w", err)
 		}
 	}
-	a := &Agent{cfg: cfg, logger: logger, gatherer: gatherer, targets: targets, runner: runner, caps: caps, stops: w.stops}
+	a := &Agent{cfg: cfg, logger: logger, gatherer: gatherer, targets: targets, runner: runner, caps: caps, stops: w.stops, checks: w.checks}
 	a.tracez, a.untrace = tracez(tp)
 	return a, nil
+}
+
+// onViews calls each capability's view hook.
+func onViews(fs []func(probes.View)) func(probes.View) {
+	if len(fs) == 0 {
+		return nil
+	}
+	return func(v probes.View) {
+		for _, f := range fs {
+			f(v)
+		}
+	}
 }
 
 // figures reads the capabilities' figures for a change event.
@@ -271,6 +286,8 @@ func (a *Agent) Handler() http.Handler {
 	}
 	// Recent probe spans, by name and latency, without any collector.
 	mux.Handle("/debug/tracez", a.tracez)
+	// Whether a member can be taken down now.
+	mux.HandleFunc("GET /maintenance", a.serveMaintenance)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})

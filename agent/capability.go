@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/etcdpulse/etcdpulse/collectors"
 	"github.com/etcdpulse/etcdpulse/probes"
@@ -77,6 +78,20 @@ type wiring struct {
 	// committed learn each write the write probe commits (key, revision,
 	// time of the answer); capabilities wired after writes add theirs.
 	committed []func(key string, rev int64, at time.Time)
+	// checks are the capabilities' lines of a check report.
+	checks []checkFunc
+	// views learn each new cluster view, after each probe round.
+	views []func(probes.View)
+	// tracer starts spans of the capabilities' own (the leader change
+	// they explain), beside the runner's.
+	tracer trace.Tracer
+}
+
+// onView registers f to learn each new cluster view, outside any lock. f
+// must return quickly: the next round's evaluation does not wait for it,
+// but the round's own span does.
+func (w *wiring) onView(f func(probes.View)) {
+	w.views = append(w.views, f)
 }
 
 // afterWrite registers f to learn each committed probe write.

@@ -144,7 +144,7 @@ func leaderAttributes(v View) []attribute.KeyValue {
 	if v.Leader != 0 {
 		attrs = append(attrs,
 			AttrLeaderID.String(MemberIDLabel(v.Leader)),
-			AttrLeaderName.String(v.memberLabel(v.Leader)),
+			AttrLeaderName.String(v.MemberLabel(v.Leader)),
 			AttrTerm.Int64(int64(v.Term)))
 	}
 	return attrs
@@ -165,7 +165,9 @@ func statusAttributes(st *Status) []attribute.KeyValue {
 
 // memberLabel is the label of the member with the given ID in the view, or
 // its hex ID when the view does not list it.
-func (v View) memberLabel(id uint64) string {
+// MemberLabel is the label of the member with the given ID, or the ID
+// itself when the view has no such member.
+func (v View) MemberLabel(id uint64) string {
 	for _, m := range v.Members {
 		if m.ID == id {
 			return m.Label
@@ -212,10 +214,10 @@ func traceChanges(span trace.Span, prev, v View, figures func() map[string]float
 	if leaderChanged {
 		attrs := []attribute.KeyValue{
 			AttrPreviousLeaderID.String(MemberIDLabel(prev.Leader)),
-			AttrPreviousLeaderName.String(prev.memberLabel(prev.Leader)),
+			AttrPreviousLeaderName.String(prev.MemberLabel(prev.Leader)),
 			AttrPreviousTerm.Int64(int64(prev.Term)),
 			AttrLeaderID.String(MemberIDLabel(v.Leader)),
-			AttrLeaderName.String(v.memberLabel(v.Leader)),
+			AttrLeaderName.String(v.MemberLabel(v.Leader)),
 			AttrTerm.Int64(int64(v.Term)),
 			AttrLeaderChanges.Int64(int64(v.LeaderChanges)),
 		}
@@ -224,7 +226,7 @@ func traceChanges(span trace.Span, prev, v View, figures func() map[string]float
 	if leaderLost {
 		attrs := []attribute.KeyValue{
 			AttrPreviousLeaderID.String(MemberIDLabel(prev.Leader)),
-			AttrPreviousLeaderName.String(prev.memberLabel(prev.Leader)),
+			AttrPreviousLeaderName.String(prev.MemberLabel(prev.Leader)),
 			AttrPreviousTerm.Int64(int64(prev.Term)),
 			AttrDisagreement.Bool(v.LeaderDisagreement),
 		}
