@@ -152,23 +152,29 @@ func (a *Agent) Check(ctx context.Context, opts CheckOptions) Report {
 	return r
 }
 
-// settle runs probe rounds until the view knows every member's health,
-// for at most settleRounds rounds or until ctx ends. The first round
-// reads the member list; the ones after it probe every member it named.
+// settle runs probe rounds until a round has run on a view that knew
+// every member's health (the probes that wait for that, the hash check,
+// have then run too), for at most settleRounds rounds or until ctx ends.
+// The first round reads the member list; the next probes every member it
+// named.
 func (a *Agent) settle(ctx context.Context) probes.View {
 	var v probes.View
+	settled := false
 	for i := 0; i < settleRounds && ctx.Err() == nil; i++ {
 		v = a.runner.RunOnce(ctx)
-		if i > 0 && v.MembershipKnown && v.HealthKnown && allJudged(v) {
+		done := v.MembershipKnown && v.HealthKnown && allJudged(v)
+		if done && settled {
 			break
 		}
+		settled = done
 	}
 	return v
 }
 
 // settleRounds bounds the rounds a check waits for: the member list, a
-// round for every member, and one more for a member that answered late.
-const settleRounds = 4
+// round for every member, one on the settled view, and one more for a
+// member that answered late.
+const settleRounds = 5
 
 // allJudged: the agent could tell, for every member, whether it is
 // healthy and why not.
@@ -204,4 +210,29 @@ func memberList(ms []probes.MemberView) string {
 		names[i] = m.Label
 	}
 	return strings.Join(names, ", ")
+}
+
+// outcomeLines gives a line per member that a probe ran against: PASS with
+// its duration (okFormat takes the member and the duration), or failLevel
+// with the error and the alert's runbook.
+func outcomeLines(v probes.View, check, probe string, failLevel Level, alert, okFormat string) []Finding {
+	var fs []Finding
+	for _, m := range v.Members {
+		o, ok := m.Outcomes[probe]
+		if !ok || o.At.IsZero() {
+			continue
+		}
+		f := Finding{Check: check, Member: m.Label, Value: millis(o.Duration)}
+		if o.OK {
+			f.Summary = fmt.Sprintf(okFormat, m.Label, millis(o.Duration))
+		} else {
+			f.Level, f.Runbook = failLevel, runbook(alert)
+			f.Summary = fmt.Sprintf("%s %s failed (%s): %s", m.Label, strings.ReplaceAll(check, "_", " "), o.Reason, o.Err)
+			if o.Reason.AgentSide() {
+				f.Level, f.Runbook = Warn, runbook("EtcdpulseAgentRefused")
+			}
+		}
+		fs = append(fs, f)
+	}
+	return fs
 }

@@ -1,6 +1,10 @@
 package agent
 
 import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/etcdpulse/etcdpulse/collectors"
@@ -34,6 +38,7 @@ var consistency = capability{
 		}
 		w.collect(checks, collectors.NewHashCollector(p))
 		w.probe(p, probes.AnyMember, i, t)
+		w.check(func(_ context.Context, in checkInput) []Finding { return checkHash(in.view, p.Last(), p.LastResult()) })
 		return nil
 	},
 }
@@ -48,3 +53,44 @@ const (
 // hashSlowThreshold: a member slower than this to answer a serializable
 // read postpones the check.
 const hashSlowThreshold = 500 * time.Millisecond
+
+// checkHash gives the hash consistency line: the members whose store
+// differs in the last conclusive check, or why there was none.
+func checkHash(v probes.View, last probes.HashCheck, result string) []Finding {
+	if !v.MembershipKnown {
+		return nil // the cluster's own line fails
+	}
+	f := Finding{Check: "hash"}
+	var bad []string
+	for member, mismatch := range last.Mismatch {
+		if mismatch {
+			bad = append(bad, member)
+		}
+	}
+	slices.Sort(bad)
+	switch {
+	case len(bad) > 0:
+		f.Level, f.Runbook = Fail, runbook("EtcdMemberDataMismatch")
+		f.Summary = fmt.Sprintf("the store of %s differs from the others' at revision %d", strings.Join(bad, ", "), last.Revision)
+	case result == probes.HashMatch:
+		f.Summary = fmt.Sprintf("every member's store hashes the same at revision %d", last.Revision)
+	case result == "" && len(v.Members) == 1:
+		f.Summary = "one member: no hashes to compare"
+	case result == probes.HashSkippedUnhealthy:
+		f.Level, f.Summary = Warn, "hashes not compared: a member is unhealthy"
+	case result == probes.HashSkippedSlow:
+		f.Level, f.Summary = Warn, "hashes not compared: a member is slow to answer (a defragmentation, or load)"
+	case result == probes.HashInconclusive:
+		f.Level, f.Summary = Warn, "hashes not compared: the members hashed different ranges (a compaction in flight)"
+	default:
+		f.Level = Warn
+		f.Summary = "hashes not compared"
+		for _, m := range v.Members {
+			if o := m.Outcomes[probes.ProbeHash]; !o.At.IsZero() && o.Err != "" {
+				f.Summary += ": " + o.Err
+				break
+			}
+		}
+	}
+	return []Finding{f}
+}

@@ -1,7 +1,11 @@
 package agent
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/etcdpulse/etcdpulse/collectors"
@@ -183,5 +187,51 @@ func wireDisk(w *wiring) error {
 	w.probe(p, probes.LocalMember, time.Duration(d.Interval), time.Duration(d.Timeout))
 	w.collect(hist, collectors.NewDiskCollector(p))
 	w.figure("etcdpulse.disk.fsync_p99_seconds", p.LastRoundP99)
+	w.check(func(ctx context.Context, in checkInput) []Finding { return checkDisk(ctx, p, in.opts.Disk) })
 	return nil
+}
+
+// fsyncGuidance is etcd's guidance for the WAL disk: the 99th percentile
+// of fdatasync under 10 ms (etcd's hardware recommendations, and its fio
+// recipe).
+const fsyncGuidance = 10 * time.Millisecond
+
+// checkDisk runs the fsync probe's rounds back to back for d, as fio's
+// recipe for etcd does, and holds their p99 to etcd's 10 ms.
+func checkDisk(ctx context.Context, p *probes.FsyncProbe, d time.Duration) []Finding {
+	if d < 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var all []time.Duration
+	var err error
+	for ctx.Err() == nil {
+		var ds []time.Duration
+		if ds, err = p.Measure(ctx); err != nil {
+			break
+		}
+		all = append(all, ds...)
+	}
+	var stall *probes.FsyncStallError
+	switch {
+	case errors.As(err, &stall) && !stall.AtDeadline || errors.As(err, &stall) && len(all) == 0:
+		return []Finding{{Check: "fsync_p99", Level: Fail, Summary: "fsync stalled: " + err.Error(), Hint: "a disk operation did not return: the disk is hung or saturated", Runbook: runbook("EtcdFsyncStalled")}}
+	case len(all) == 0 && err != nil:
+		return []Finding{{Check: "fsync_p99", Level: Warn, Summary: "fsync not measured: " + err.Error(), Runbook: runbook("EtcdpulseFsyncProbeRefused")}}
+	case len(all) == 0:
+		return []Finding{{Check: "fsync_p99", Level: Warn, Summary: "fsync not measured: the check ended first"}}
+	}
+	slices.Sort(all)
+	p99 := all[(len(all)*99+99)/100-1]
+	f := Finding{Check: "fsync_p99", Value: millis(p99), Threshold: millis(fsyncGuidance), Runbook: runbook("EtcdFsyncSlow")}
+	if p99 > fsyncGuidance {
+		f.Level = Fail
+		f.Summary = fmt.Sprintf("fsync p99 %s > %s over %d syncs", millis(p99), millis(fsyncGuidance), len(all))
+		f.Hint = "the disk is too slow for etcd: its WAL syncs on every commit"
+	} else {
+		f.Summary = fmt.Sprintf("fsync p99 %s <= %s over %d syncs", millis(p99), millis(fsyncGuidance), len(all))
+		f.Runbook = ""
+	}
+	return []Finding{f}
 }

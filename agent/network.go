@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"time"
 
 	"github.com/etcdpulse/etcdpulse/collectors"
@@ -100,5 +101,8 @@ func wireNetwork(w *wiring) error {
 	// Phases run one after another, each within its own timeout.
 	w.probe(p, probes.PeerMembers, time.Duration(n.Interval), networkPhases*timeout)
 	w.figure("etcdpulse.network.peer_connect_seconds", p.SlowestPeerConnect)
+	w.check(func(_ context.Context, in checkInput) []Finding {
+		return outcomeLines(in.view, "peer_network", probes.ProbeNetwork, Warn, "EtcdPeerUnreachable", "the peer port of %s answered in %s")
+	})
 	return nil
 }

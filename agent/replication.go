@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"context"
+	"fmt"
 	"github.com/etcdpulse/etcdpulse/collectors"
 	"github.com/etcdpulse/etcdpulse/probes"
 )
@@ -32,6 +34,29 @@ var replication = capability{
 		w.afterWrite(p.Committed)
 		w.probe(p, probes.EveryMember, i, t)
 		w.onStop(p.Close)
+		w.check(func(_ context.Context, in checkInput) []Finding { return checkReplication(in.view) })
 		return nil
 	},
+}
+
+// checkReplication gives a line per member that is behind the others, in
+// raft entries or by the write probe's watch, or whose watch stalled.
+func checkReplication(v probes.View) []Finding {
+	var fs []Finding
+	for _, m := range v.Members {
+		if !m.Reachable {
+			continue
+		}
+		f := Finding{Check: "replication", Member: m.Label, Value: fmt.Sprintf("%d entries", m.RaftIndexLag), Threshold: fmt.Sprintf("%d entries", gateMaxLag),
+			Summary: fmt.Sprintf("%s is %d raft entries behind", m.Label, m.RaftIndexLag)}
+		o := m.Outcomes[probes.ProbeWatch]
+		switch {
+		case !o.OK && o.Reason == probes.ReasonWatchStalled:
+			f.Level, f.Summary, f.Runbook = Warn, fmt.Sprintf("%s: its watch stalled: %s", m.Label, o.Err), runbook("EtcdWatchStalled")
+		case lagging(m):
+			f.Level, f.Summary, f.Runbook = Warn, fmt.Sprintf("%s is lagging: %s", m.Label, lagText(m)), runbook("EtcdReplicationLagging")
+		}
+		fs = append(fs, f)
+	}
+	return fs
 }

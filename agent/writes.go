@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"time"
 
 	"github.com/etcdpulse/etcdpulse/collectors"
@@ -28,6 +29,9 @@ var writes = capability{
 		p := &probes.WriteProbe{Prefix: w.cfg.Etcd.KeyPrefix, LeaseTTL: writeLeaseTTL, Duration: duration, Committed: w.wroteAt}
 		w.probe(p, probes.LocalMember, i, t)
 		w.onStop(p.Close)
+		w.check(func(_ context.Context, in checkInput) []Finding {
+			return outcomeLines(in.view, "write", probes.ProbeWrite, Fail, "EtcdWritesFailing", "a write through %s committed in %s")
+		})
 		return nil
 	},
 }

@@ -78,6 +78,9 @@ type HashProbe struct {
 
 	mu   sync.Mutex
 	last HashCheck
+	// result is the last check's result (one of HashResults), "" before
+	// one.
+	result string
 	// failed is the last run's error, to log each new one once.
 	failed string
 }
@@ -102,6 +105,14 @@ func (p *HashProbe) Last() HashCheck {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.last
+}
+
+// LastResult is the last check's result, one of HashResults; "" before
+// one, and while there is nothing to compare (a single member).
+func (p *HashProbe) LastResult() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.result
 }
 
 // hashAttempts: a check whose members hashed different ranges is retried
@@ -358,6 +369,9 @@ func (p *HashProbe) compactRevision(ctx context.Context, targets []*Target) (rev
 }
 
 func (p *HashProbe) count(result string) {
+	p.mu.Lock()
+	p.result = result
+	p.mu.Unlock()
 	if p.Checks != nil {
 		p.Checks.WithLabelValues(result).Inc()
 	}

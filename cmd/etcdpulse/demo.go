@@ -156,6 +156,9 @@ func runDemo(f *demoValues, stdout, stderr io.Writer) int {
 		return fail("%v", err)
 	}
 	defer cluster.Close()
+	// What on-call would run against it: the agent finds the other
+	// members from the member list.
+	fmt.Fprint(stdout, fit("Check it: etcdpulse check --etcd.endpoints="+cluster.Members[0].ClientURL, statusWidth)+"\n")
 	// The members run in this process: its PID is etcd's, for the agents'
 	// process metrics.
 	pidFile := filepath.Join(dir, "etcd.pid")

@@ -23,7 +23,7 @@ func main() {
 
 // run parses the command line and runs the chosen command; it returns the
 // process exit code: 0, 1 for a configuration or runtime error, 2 for bad
-// usage.
+// usage; check has its own (checkExit*).
 func run(args []string, stdout, stderr io.Writer) int {
 	app := kingpin.New("etcdpulse", "Health-monitoring agent for etcd: probes a member and its cluster and exports Prometheus metrics.\n\n"+
 		// The flags of the default command are not in this help: say where.
@@ -34,6 +34,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	app.UsageWriter(stdout)
 	app.ErrorWriter(stderr)
 	runCmd, runFlags := addRunCommand(app)
+	checkCmd, checkFlags := addCheckCommand(app)
 	demoCmd, demoFlags := addDemoCommand(app)
 	docsMetricsCmd, docsConfigCmd := addDocsCommand(app)
 	alertsCmd, alertsFormat := addAlertsCommand(app)
@@ -43,11 +44,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cmd, err := app.Parse(args)
 	if err != nil {
 		fmt.Fprintf(stderr, "etcdpulse: %v\n", err)
+		if len(args) > 0 && args[0] == "check" {
+			// check's 2 means failures found.
+			return checkExitConfig
+		}
 		return 2
 	}
 	switch cmd {
 	case runCmd.FullCommand():
 		return runAgent(runFlags, stdout, stderr)
+	case checkCmd.FullCommand():
+		return runCheck(checkFlags, stdout, stderr)
 	case demoCmd.FullCommand():
 		return runDemo(demoFlags, stdout, stderr)
 	case alertsCmd.FullCommand():

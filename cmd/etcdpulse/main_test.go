@@ -309,6 +309,15 @@ func TestDemo(t *testing.T) {
 		}
 		return nil
 	})
+	// The check it suggests passes against it.
+	endpoint := regexp.MustCompile(`Check it: etcdpulse check --etcd.endpoints=(\S+)`).FindStringSubmatch(out.String())
+	if endpoint == nil {
+		t.Fatalf("no check command printed:\n%s", out.String())
+	}
+	if code, report, _ := runCmd("check", "--etcd.endpoints="+endpoint[1], "--no-disk.enabled"); code != 0 ||
+		!strings.Contains(report, "PASS fault tolerance 1: 3 of 3 voters healthy, quorum 2") {
+		t.Errorf("check against the demo: exit code %d, want 0:\n%s", code, report)
+	}
 	// Ctrl-C: the demo's own signal handler stops everything.
 	if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
 		t.Fatal(err)
