@@ -11,7 +11,8 @@
 //	defer a.Stop()
 //	mux.Handle("/etcdpulse/", http.StripPrefix("/etcdpulse", a.Handler()))
 //
-// Handler serves /metrics, /healthz, /readyz and /debug/tracez, and
+// Handler serves /metrics, /healthz, /readyz, /maintenance (the maintenance
+// gate) and /debug/tracez, and
 // nothing at "/". etcd failing is reported in the metrics, never returned.
 package agent
 
@@ -273,7 +274,7 @@ func (a *Agent) View() probes.View { return a.runner.View() }
 func (a *Agent) Ready() bool { return a.runner.Ready() }
 
 // Handler serves /metrics (when the agent's registry can be gathered),
-// /healthz, /readyz and /debug/tracez, relative to wherever it is mounted,
+// /healthz, /readyz, /maintenance and /debug/tracez, relative to wherever it is mounted,
 // and nothing else: mount it under any prefix with http.StripPrefix.
 func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()

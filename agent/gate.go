@@ -159,19 +159,26 @@ func (a *Agent) Maintenance(member string) Gate {
 	return maintenanceGate(a.View(), member, a.cfg.Etcd.etcdctl())
 }
 
-// serveMaintenance answers GET /maintenance?member=NAME: 200 when the
-// member can be taken down now, 409 when not, with the reasons; 503
-// before the first probe round, 400 without a member. ?output=json
-// answers in JSON.
+// serveMaintenance answers GET /maintenance?member=NAME, or about the
+// agent's own member without one: 200 when the member can be taken down
+// now, 409 when not, with the reasons; 503 before the first probe round.
+// ?output=json answers in JSON.
 func (a *Agent) serveMaintenance(w http.ResponseWriter, r *http.Request) {
 	member := r.URL.Query().Get("member")
+	v := a.View()
 	if member == "" {
-		http.Error(w, "the member parameter is required: /maintenance?member=NAME (a member name or hexadecimal ID)", http.StatusBadRequest)
-		return
+		member = localLabel(v)
 	}
 	var g Gate
 	code := http.StatusOK
 	switch {
+	case member == "" && v.MembershipKnown && a.Ready():
+		// The member list is known, and the agent's endpoint is in none.
+		g = Gate{Reasons: []string{fmt.Sprintf("no member at this agent's endpoint %s in etcd's member list: it was removed, or the endpoint is not this node's member; name one with ?member=NAME", a.cfg.Etcd.Endpoints[0])}}
+		code = http.StatusConflict
+	case member == "":
+		g = Gate{Reasons: []string{"the agent's own member is not identified yet: name one with ?member=NAME"}}
+		code = http.StatusServiceUnavailable
 	case !a.Ready():
 		g = Gate{Member: member, Reasons: []string{"the agent has not finished its first probe round"}}
 		code = http.StatusServiceUnavailable
@@ -240,4 +247,14 @@ func (e EtcdConfig) etcdctl() string {
 		parts = append(parts, "--user="+e.Username)
 	}
 	return strings.Join(parts, " ")
+}
+
+// localLabel is the label of the agent's own member, "" until identified.
+func localLabel(v probes.View) string {
+	for _, m := range v.Members {
+		if m.Local && m.ID != 0 {
+			return m.Label
+		}
+	}
+	return ""
 }

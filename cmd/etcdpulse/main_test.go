@@ -309,6 +309,31 @@ func TestDemo(t *testing.T) {
 		}
 		return nil
 	})
+	// The maintenance gate, on the command's own handler: yes for the
+	// followers, no for the leader.
+	testenv.Eventually(t, 60*time.Second, "the gate: yes for two members, no for the leader", func() error {
+		var answers []string
+		yes, leader := 0, 0
+		for i := range 3 {
+			resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/maintenance", base+i))
+			if err != nil {
+				return err
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			answers = append(answers, fmt.Sprintf("%d %s", resp.StatusCode, body))
+			switch {
+			case resp.StatusCode == http.StatusOK && strings.HasPrefix(string(body), fmt.Sprintf("yes: member-%d can be taken down now", i)):
+				yes++
+			case resp.StatusCode == http.StatusConflict && strings.Contains(string(body), fmt.Sprintf("member-%d is the leader", i)):
+				leader++
+			}
+		}
+		if yes != 2 || leader != 1 {
+			return fmt.Errorf("answers: %q", answers)
+		}
+		return nil
+	})
 	// The check it suggests passes against it.
 	endpoint := regexp.MustCompile(`Check it: etcdpulse check --etcd.endpoints=(\S+)`).FindStringSubmatch(out.String())
 	if endpoint == nil {

@@ -49,7 +49,7 @@ func newHandler(a *agent.Agent, reg *prometheus.Registry, w webConfig, logger *s
 	}
 	mux := http.NewServeMux()
 	mux.Handle(w.TelemetryPath, metrics)
-	for _, path := range []string{"/healthz", "/readyz", "/debug/tracez"} {
+	for _, path := range []string{"/healthz", "/readyz", "/maintenance", "/debug/tracez"} {
 		mux.Handle(path, a.Handler())
 	}
 	if w.EnablePprof {
@@ -67,6 +67,7 @@ func newHandler(a *agent.Agent, reg *prometheus.Registry, w webConfig, logger *s
 			{Address: w.TelemetryPath, Text: "Metrics"},
 			{Address: "/healthz", Text: "Health", Description: "the agent is alive"},
 			{Address: "/readyz", Text: "Readiness", Description: "the first probe round is done"},
+			{Address: "/maintenance", Text: "Maintenance gate", Description: "can this member be taken down now? 200 yes, 409 no, with the reasons"},
 			{Address: "/debug/tracez", Text: "Traces", Description: "recent probe spans (zpages)"},
 		},
 		// The page shows its box of /debug/pprof links unless told
