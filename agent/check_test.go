@@ -8,6 +8,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -421,5 +424,39 @@ func TestMaintenanceBeforeFirstRound(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("before the first round: %d, want 503", resp.StatusCode)
+	}
+}
+
+// docs/check.md documents every check a report can hold: each name given
+// to a Finding, or to outcomeLines, in the agent's code.
+func TestCheckDocsListEveryCheck(t *testing.T) {
+	doc, err := os.ReadFile("../docs/check.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := regexp.MustCompile(`Check: "(\w+)"|outcomeLines\(in\.view, "(\w+)"`)
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range names.FindAllStringSubmatch(string(src), -1) {
+			name := m[1] + m[2]
+			found++
+			if !strings.Contains(string(doc), "| `"+name+"` |") {
+				t.Errorf("%s: check %q has no row in docs/check.md", f, name)
+			}
+		}
+	}
+	if found < 10 {
+		t.Fatalf("found %d check names in the agent's code; the pattern no longer matches how lines are made", found)
 	}
 }
