@@ -25,13 +25,14 @@ var capacity = capability{
 	},
 	wire: func(w *wiring) error {
 		metrics := w.etcdMetrics
-		w.collect(collectors.NewCapacityCollector(collectors.CapacityOptions{
+		w.capacity = collectors.NewCapacityCollector(collectors.CapacityOptions{
 			View: w.view,
 			// Read at scrape time: etcd's metrics capability is wired
 			// after this one, and may not be at all.
 			LocalQuota: func() (int64, bool) { return metrics.QuotaBackendBytes() },
 			Quota:      w.cfg.Etcd.QuotaBackendBytes,
-		}))
+		})
+		w.collect(w.capacity)
 		return nil
 	},
 }

@@ -100,5 +100,6 @@ func wireNetwork(w *wiring) error {
 	// Phases run one after another, each within its own timeout.
 	w.probe(p, probes.PeerMembers, time.Duration(n.Interval), networkPhases*timeout)
 	w.figure("etcdpulse.network.peer_connect_seconds", p.SlowestPeerConnect)
+	w.peerConnect = p.SlowestPeerConnect
 	return nil
 }
