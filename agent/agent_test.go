@@ -143,6 +143,8 @@ func TestLiveMetrics(t *testing.T) {
 		collectors.EtcdPeerRTT.Name:   true,
 		collectors.AgentRefused.Name:  true,
 		collectors.ProbeFailures.Name: true,
+		// Only while a member is a learner.
+		collectors.MemberLearnerSeconds.Name: true,
 	}
 
 	body := get(t, a.url+"/metrics", "")

@@ -3,14 +3,17 @@ package agent
 import (
 	"fmt"
 	"net/url"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/version"
 	"go.etcd.io/etcd/client/pkg/v3/types"
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.etcd.io/etcd/server/v3/features"
 	"go.etcd.io/etcd/server/v3/storage"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
+	"github.com/etcdpulse/etcdpulse/collectors"
 	"github.com/etcdpulse/etcdpulse/probes"
 )
 
@@ -64,6 +67,22 @@ func Attach(e *embed.Etcd, opts Options) (*Agent, error) {
 	return build(opts, embedded{e: e, quota: cfg.QuotaBackendBytes})
 }
 
+// EtcdFlags implements etcdFlagsReader: the embedded member's raft timing
+// and corruption checks, from its configuration.
+func (m embedded) EtcdFlags() collectors.EtcdFlags {
+	cfg := m.e.Config()
+	f := collectors.EtcdFlags{
+		Heartbeat:        time.Duration(cfg.TickMs) * time.Millisecond,
+		Election:         time.Duration(cfg.ElectionMs) * time.Millisecond,
+		CorruptCheckTime: cfg.CorruptCheckTime,
+	}
+	if g := cfg.ServerFeatureGate; g != nil {
+		f.InitialCorruptCheck = g.Enabled(features.InitialCorruptCheck)
+		f.CompactHashCheck = g.Enabled(features.CompactHashCheck)
+	}
+	return f
+}
+
 // embeddedServer is what the agent reads of an embedded member's server;
 // *etcdserver.EtcdServer is one.
 type embeddedServer interface {
@@ -111,6 +130,10 @@ func (m embedded) Status() (*probes.Status, error) {
 		DBQuota:      m.quota,
 		Version:      version.Version,
 		IsLearner:    srv.IsLearner(),
+		ClusterID:    uint64(m.e.Server.Cluster().ID()),
+	}
+	if d := m.e.Server.DowngradeInfo(); d != nil {
+		st.Downgrade = &probes.Downgrade{Enabled: d.Enabled, TargetVersion: d.TargetVersion}
 	}
 	if st.DBQuota == 0 {
 		st.DBQuota = storage.DefaultQuotaBytes

@@ -47,6 +47,7 @@ var capabilities = []capability{
 	network,
 	host,
 	etcdMetrics,
+	drift,
 }
 
 // wiring is what a capability needs to add its probes and collectors to a
@@ -64,6 +65,15 @@ type wiring struct {
 	// etcdMetrics is the reader of the local member's own metrics once
 	// the etcd metrics capability is wired, when etcd.metrics_url is set.
 	etcdMetrics *etcdMetricsRef
+	// capacity tells each member's quota, once the capacity capability
+	// is wired.
+	capacity *collectors.CapacityCollector
+	// etcdProcess finds the local etcd process, once the host capability
+	// is wired, when it looks for one.
+	etcdProcess *collectors.EtcdProcessCollector
+	// peerConnect is the slowest last TCP connect to a peer's port (a
+	// round trip), once the network capability is wired, when it runs.
+	peerConnect func() (seconds float64, ok bool)
 	// local, when the agent is attached to an embedded member, answers
 	// for it in process; nil beside an etcd process.
 	local probes.LocalStatus

@@ -32,13 +32,14 @@ var capacity = capability{
 	},
 	wire: func(w *wiring) error {
 		metrics := w.etcdMetrics
-		c := collectors.NewCapacityCollector(collectors.CapacityOptions{
+		w.capacity = collectors.NewCapacityCollector(collectors.CapacityOptions{
 			View: w.view,
 			// Read at scrape time: etcd's metrics capability is wired
 			// after this one, and may not be at all.
 			LocalQuota: func() (int64, bool) { return metrics.QuotaBackendBytes() },
 			Quota:      w.cfg.Etcd.QuotaBackendBytes,
 		})
+		c := w.capacity
 		w.collect(c)
 		etcdctl := w.cfg.Etcd.etcdctl()
 		w.check(func(_ context.Context, in checkInput) []Finding { return checkCapacity(in.view, c, etcdctl) })

@@ -15,9 +15,12 @@ import (
 type Level int
 
 // Levels, in the order of their gravity; a report's level is its worst
-// line's.
+// line's. INFO is a setting worth knowing that is also etcd's default
+// (its corruption checks are off unless turned on): it does not change
+// the exit code, so that a check of a cluster as etcd ships it passes.
 const (
 	Pass Level = iota
+	Info
 	Warn
 	Fail
 )
@@ -26,6 +29,8 @@ func (l Level) String() string {
 	switch l {
 	case Pass:
 		return "PASS"
+	case Info:
+		return "INFO"
 	case Warn:
 		return "WARN"
 	}
@@ -37,13 +42,13 @@ func (l Level) MarshalText() ([]byte, error) { return []byte(l.String()), nil }
 
 // UnmarshalText reads PASS, WARN or FAIL.
 func (l *Level) UnmarshalText(b []byte) error {
-	for _, c := range []Level{Pass, Warn, Fail} {
+	for _, c := range []Level{Pass, Info, Warn, Fail} {
 		if string(b) == c.String() {
 			*l = c
 			return nil
 		}
 	}
-	return fmt.Errorf("level %q: want PASS, WARN or FAIL", b)
+	return fmt.Errorf("level %q: want PASS, INFO, WARN or FAIL", b)
 }
 
 // Finding is one line of a check report: what was measured, against what,
@@ -87,9 +92,17 @@ type Report struct {
 	Maintenance *Gate `json:"maintenance,omitempty"`
 }
 
-// ExitCode is the check command's exit code: 0 when every line passed, 1
-// with warnings, 2 with failures.
-func (r Report) ExitCode() int { return int(r.Level) }
+// ExitCode is the check command's exit code: 0 when every line passed (or
+// informs), 1 with warnings, 2 with failures.
+func (r Report) ExitCode() int {
+	switch r.Level {
+	case Warn:
+		return 1
+	case Fail:
+		return 2
+	}
+	return 0
+}
 
 // CheckOptions tune a one-off check.
 type CheckOptions struct {

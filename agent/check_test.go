@@ -133,11 +133,11 @@ func TestCheckHealthy(t *testing.T) {
 	if err != nil || d.Threshold != "10 ms" || (p99 > 10*time.Millisecond) != (d.Level == Fail) || d.Level == Warn {
 		t.Errorf("fsync line %s %q value %q threshold %q: want a p99 graded against 10 ms", d.Level, d.Summary, d.Value, d.Threshold)
 	}
-	if r.Level != worst(r) || r.ExitCode() != int(worst(r)) {
+	if r.Level != worst(r) || r.ExitCode() != map[Level]int{Pass: 0, Info: 0, Warn: 1, Fail: 2}[worst(r)] {
 		t.Errorf("report level %s, exit code %d; its lines' worst is %s", r.Level, r.ExitCode(), worst(r))
 	}
 	for _, f := range r.Findings {
-		if f.Check != "fsync_p99" && f.Level != Pass {
+		if f.Check != "fsync_p99" && f.Level != Pass && !(f.Check == "drift_corrupt_check" && f.Level == Info) {
 			t.Errorf("healthy cluster: %s %s", f.Level, f.Summary)
 		}
 	}

@@ -104,5 +104,6 @@ func wireNetwork(w *wiring) error {
 	w.check(func(_ context.Context, in checkInput) []Finding {
 		return outcomeLines(in.view, "peer_network", probes.ProbeNetwork, Warn, "EtcdPeerUnreachable", "the peer port of %s answered in %s")
 	})
+	w.peerConnect = p.SlowestPeerConnect
 	return nil
 }

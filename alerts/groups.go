@@ -466,3 +466,135 @@ func agentGroup() Group {
 		},
 	}}
 }
+
+// Drift: the cluster runs, but not the way it should. Each rule is a
+// ticket (warning), held long enough that the planned changes which pass
+// through the same state (a rolling upgrade, a member replaced, a learner
+// catching up) do not fire it. Drift any agent sees counts (max): only
+// the agent that reaches the odd member may see it.
+
+// peerRTT is, per agent, the slowest peer's mean TCP connect time to its
+// peer port over 30 minutes: a connect is one round trip (SYN, SYN-ACK),
+// and etcd's tuning guide states its limits against the mean round trip.
+const peerRTT = `max by (cluster, instance) (sum by (cluster, instance, peer) (rate(etcdpulse_network_peer_rtt_seconds_sum{phase="connect_peer"}[30m])) / sum by (cluster, instance, peer) (rate(etcdpulse_network_peer_rtt_seconds_count{phase="connect_peer"}[30m])))`
+
+// measuredQuota keeps the quotas an agent knows rather than assumes: from
+// the member's status (etcd 3.6 and later) or the local member's metrics
+// URL.
+const measuredQuota = `etcdpulse_member_db_quota_bytes and on (cluster, instance, member) etcdpulse_member_db_quota_source{source=~"status|metrics_url"} == 1`
+
+func driftGroup() Group {
+	return Group{Name: "etcdpulse.drift", Rules: []Rule{
+		{
+			Alert: "EtcdVersionsDiffer",
+			// A rolling upgrade has members on two versions by design: one
+			// member at a time is stopped, replaced and waited for, a few
+			// minutes each; kubeadm and cluster-api upgrade the control
+			// plane node by node, drains included, in well under an hour
+			// for 3 or 5 nodes. An hour past that is an upgrade that
+			// stopped half way (prometheusRule.customRules can lengthen
+			// it for slower change windows).
+			Expr:        `max by (cluster) (etcdpulse_cluster_versions) > 1`,
+			For:         time.Hour,
+			Severity:    Warning,
+			Summary:     "etcd members run different versions for longer than an upgrade takes.",
+			Description: `The members of etcd cluster {{ $labels.cluster }} have run {{ $value }} different etcd versions for an hour (` + memberVersions + `): an upgrade or a downgrade stopped half way. Members of different versions run at the oldest one's cluster version, without the newer one's features and fixes.`,
+		},
+		{
+			Alert: "EtcdQuotasDiffer",
+			// On etcd 3.6 and later every agent knows every member's
+			// quota (its status); before, only the local member's, from
+			// its metrics URL: then the quotas are compared across
+			// agents. A quota is changed by restarting each member with
+			// the new flag, a rolling restart as long as an upgrade.
+			Expr:        `max by (cluster) (etcdpulse_cluster_db_quotas) > 1 or count by (cluster) (count_values by (cluster) ("quota", ` + measuredQuota + `)) > 1`,
+			For:         time.Hour,
+			Severity:    Warning,
+			Summary:     "etcd members run with different backend quotas.",
+			Description: `The members of etcd cluster {{ $labels.cluster }} enforce {{ $value }} different backend quotas (` + memberQuotas + `): the member with the smallest raises NOSPACE, and the cluster refuses writes, while the others have room. Give every member the same --quota-backend-bytes.`,
+		},
+		{
+			Alert: "EtcdEvenVotingMembers",
+			// A member replaced by adding the new one first, or a cluster
+			// grown from 3 to 5, has 4 voters for minutes.
+			Expr:        `max by (cluster) (etcdpulse_cluster_voting_members) and on (cluster) max by (cluster) (etcdpulse_cluster_voting_members_even) == 1`,
+			For:         30 * time.Minute,
+			Severity:    Warning,
+			Summary:     "etcd has an even number of voting members.",
+			Description: `etcd cluster {{ $labels.cluster }} has had {{ $value }} voting members for 30 minutes: an even number tolerates no more failures than one member fewer, and each commit waits for one more member. Add a member, or remove one.`,
+		},
+		{
+			Alert: "EtcdLearnerNotPromoted",
+			// The agent that has seen the learner longest: an agent
+			// restarted counts from its start. A learner catches up in
+			// minutes (a snapshot and the entries after it).
+			Expr:        `max by (cluster, member) (etcdpulse_member_learner_seconds) > 3600`,
+			Severity:    Warning,
+			Summary:     "An etcd learner has not been promoted for over an hour.",
+			Description: `Member {{ $labels.member }} of etcd cluster {{ $labels.cluster }} has been a learner for {{ $value | humanizeDuration }} (as long as an agent has watched): it does not vote, so it adds no fault tolerance. Promote it once it has caught up (etcdctl member promote), or remove it.`,
+		},
+		{
+			Alert: "EtcdRaftTimeoutsTooShort",
+			// etcd's tuning guide (https://etcd.io/docs/v3.5/tuning/): the
+			// heartbeat interval around the round trip between members,
+			// 0.5 to 1.5 times it, the election timeout at least 10 times
+			// it. Below, heartbeats arrive late and followers start
+			// elections. Only the short side: a LAN's round trip is well
+			// under etcd's 100 ms default heartbeat, and that is fine.
+			Expr: peerRTT + ` > on (cluster, instance) max by (cluster, instance) (etcdpulse_etcd_election_timeout_seconds) / 10` +
+				` or ` + peerRTT + ` > on (cluster, instance) max by (cluster, instance) (etcdpulse_etcd_heartbeat_interval_seconds) * 2`,
+			For:         15 * time.Minute,
+			Severity:    Warning,
+			Summary:     "etcd's heartbeat interval or election timeout is short for the round trip between members.",
+			Description: `From {{ $labels.instance }} (member ` + localMember + `) of etcd cluster {{ $labels.cluster }}, the mean round trip to the slowest peer is {{ $value | humanizeDuration }} over 30 minutes, while the member runs with a heartbeat interval of ` + localSetting("etcdpulse_etcd_heartbeat_interval_seconds") + ` and an election timeout of ` + localSetting("etcdpulse_etcd_election_timeout_seconds") + `: etcd's tuning guide asks for a heartbeat of at least half the round trip and an election timeout of at least 10 times it, or heartbeats come late and followers start elections.`,
+		},
+		{
+			Alert: "EtcdCorruptionChecksOff",
+			// Flags change only with a restart: an hour lets a rolling
+			// restart that turns them on finish.
+			Expr: `min by (cluster, instance) (etcdpulse_etcd_corrupt_check_enabled{check="initial"}) == 0` +
+				` or max by (cluster, instance) (etcdpulse_etcd_corrupt_check_enabled{check=~"periodic|compact_hash"}) == 0`,
+			For:         time.Hour,
+			Severity:    Info,
+			Summary:     "etcd runs without its corruption checks.",
+			Description: `On {{ $labels.instance }} (member ` + localMember + `) of etcd cluster {{ $labels.cluster }}, etcd runs without these corruption checks: ` + checksOff + ` (enabled {{ $value }}). A member whose data diverges would serve it undetected by etcd (etcdpulse's own hash check still compares the members). Enable the InitialCorruptCheck and CompactHashCheck feature gates (3.6+), or --experimental-initial-corrupt-check and --experimental-compact-hash-check-enabled (3.5).`,
+		},
+		{
+			Alert: "EtcdDowngradeInProgress",
+			// A downgrade is one rolling restart onto the older binary, as
+			// long as an upgrade.
+			Expr:        `max by (cluster) (etcdpulse_cluster_downgrade_enabled) == 1`,
+			For:         time.Hour,
+			Severity:    Warning,
+			Summary:     "An etcd downgrade has been enabled for over an hour.",
+			Description: `etcd cluster {{ $labels.cluster }} has had a downgrade enabled for an hour (enabled {{ $value }}): finish it, every member on the target version, or cancel it (etcdctl downgrade cancel). Meanwhile members of the current version cannot join.`,
+		},
+		{
+			Alert: "EtcdClusterIdMismatch",
+			// No planned change does this: 5 minutes rides out a
+			// misreported status.
+			Expr:        `max by (cluster) (etcdpulse_cluster_ids) > 1`,
+			For:         5 * time.Minute,
+			Severity:    Warning,
+			Summary:     "etcd members answer with different cluster IDs.",
+			Description: `The members in the member list of etcd cluster {{ $labels.cluster }} answer with {{ $value }} different cluster IDs: a client URL leads to a member of another etcd cluster (a reused address, a wrong --advertise-client-urls). Clients balanced over these URLs read and write another cluster's data.`,
+		},
+	}}
+}
+
+// memberVersions lists, in a description, the versions the members of the
+// alert's cluster report.
+const memberVersions = `{{ range $i, $s := printf "count by (version) (max by (member, version) (etcdpulse_member_info{cluster=%q, version!=\"\"}))" $labels.cluster | query | sortByLabel "version" }}{{ if $i }}, {{ end }}{{ $s.Labels.version }} on {{ $s.Value }}{{ end }}`
+
+// memberQuotas lists, in a description, each member's known quota.
+const memberQuotas = `{{ range $i, $s := printf "max by (member) (etcdpulse_member_db_quota_bytes{cluster=%q} and on (cluster, instance, member) etcdpulse_member_db_quota_source{source=~\"status|metrics_url\"} == 1)" $labels.cluster | query | sortByLabel "member" }}{{ if $i }}, {{ end }}{{ $s.Labels.member }} {{ $s.Value | humanize1024 }}B{{ end }}`
+
+// localSetting prints, in a description, a setting of the alert's
+// instance's member, as a duration.
+func localSetting(metric string) string {
+	return `{{ range printf "` + metric + `{instance=%q}" $labels.instance | query }}{{ .Value | humanizeDuration }}{{ end }}`
+}
+
+// checksOff lists, in a description, the corruption checks off on the
+// alert's instance.
+const checksOff = `{{ range $i, $s := printf "etcdpulse_etcd_corrupt_check_enabled{instance=%q} == 0" $labels.instance | query | sortByLabel "check" }}{{ if $i }}, {{ end }}{{ $s.Labels.check }}{{ end }}`

@@ -79,6 +79,10 @@ func statusFromResponse(resp *clientv3.StatusResponse) *Status {
 	}
 	if resp.Header != nil {
 		st.MemberID = resp.Header.MemberId
+		st.ClusterID = resp.Header.ClusterId
+	}
+	if d := resp.DowngradeInfo; d != nil {
+		st.Downgrade = &Downgrade{Enabled: d.Enabled, TargetVersion: d.TargetVersion}
 	}
 	for _, e := range resp.Errors {
 		if a, ok := ParseAlarm(e); ok {

@@ -19,6 +19,19 @@ type Status struct {
 	Version      string
 	IsLearner    bool
 	Alarms       []Alarm
+	// ClusterID is the cluster the member says it belongs to (its
+	// response header's cluster_id).
+	ClusterID uint64
+	// Downgrade is the cluster's downgrade as the member knows it (etcd
+	// 3.6 and later); nil before 3.6.
+	Downgrade *Downgrade
+}
+
+// Downgrade is a cluster downgrade: enabled by `etcdctl downgrade enable`
+// until every member runs the target version (or it is cancelled).
+type Downgrade struct {
+	Enabled       bool
+	TargetVersion string
 }
 
 // Alarm is an active etcd alarm, raised by one member.

@@ -35,7 +35,7 @@ const (
 
 func addCheckCommand(app *kingpin.Application) (*kingpin.CmdClause, *checkFlags) {
 	f := &checkFlags{}
-	cmd := app.Command("check", "Probe the cluster once and print a report: a PASS, WARN or FAIL line per check, with the measured value, the threshold and what to do. Exit code: 0 when every check passed, 1 with warnings, 2 with failures, 3 for bad flags or configuration.")
+	cmd := app.Command("check", "Probe the cluster once and print a report: a PASS, INFO, WARN or FAIL line per check, with the measured value, the threshold and what to do. Exit code: 0 when every check passed, 1 with warnings, 2 with failures, 3 for bad flags or configuration.")
 	cmd.Flag("config.file", "YAML file with every setting, as for run; flags override it.").StringVar(&f.configFile)
 	cmd.Flag("output", "Report format: text or json.").Default("text").StringVar(&f.output)
 	cmd.Flag("maintenance", "Also answer whether this member (name or hexadecimal ID) can be taken down now; a no fails the check.").StringVar(&f.maintenance)
@@ -107,7 +107,7 @@ func reportText(r agent.Report) string {
 		if f.Hint != "" {
 			line += ": " + f.Hint
 		}
-		if f.Runbook != "" {
+		if f.Runbook != "" && f.Level != agent.Pass {
 			line += " (" + f.Runbook + ")"
 		}
 		fmt.Fprintln(&b, line)
@@ -119,6 +119,6 @@ func reportText(r agent.Report) string {
 		fmt.Fprintln(&b)
 		fmt.Fprint(&b, "maintenance: "+g.Text())
 	}
-	fmt.Fprintf(&b, "\n%s: %d failed, %d warnings, %d passed (endpoints %s)\n", r.Level, counts[agent.Fail], counts[agent.Warn], counts[agent.Pass], strings.Join(r.Endpoints, ","))
+	fmt.Fprintf(&b, "\n%s: %d failed, %d warnings, %d notes, %d passed (endpoints %s)\n", r.Level, counts[agent.Fail], counts[agent.Warn], counts[agent.Info], counts[agent.Pass], strings.Join(r.Endpoints, ","))
 	return b.String()
 }

@@ -27,12 +27,12 @@ func TestCheckCommand(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatalf("check --output=json: %v\n%s\n%s", err, out, errOut)
 	}
-	if code != 0 || r.Level != agent.Pass || len(r.Findings) < 10 {
+	if code != 0 || r.Level > agent.Info || len(r.Findings) < 10 {
 		t.Errorf("healthy cluster: exit code %d, level %s, %d lines, want 0, PASS and a line per check\n%s", code, r.Level, len(r.Findings), out)
 	}
 
 	code, out, _ = runCmd(args...)
-	for _, want := range []string{"PASS leader " + leader.Name(), "PASS fault tolerance 1: 3 of 3 voters healthy, quorum 2", "PASS m1 healthy", "\nPASS: 0 failed, 0 warnings, "} {
+	for _, want := range []string{"PASS leader " + leader.Name(), "PASS fault tolerance 1: 3 of 3 voters healthy, quorum 2", "PASS m1 healthy", " failed, 0 warnings, "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("text report lacks %q:\n%s", want, out)
 		}

@@ -81,6 +81,13 @@ type Options struct {
 	// QuotaBackendBytes is every member's --quota-backend-bytes; 0 means
 	// etcd's default (2 GiB), negative turns the quota off.
 	QuotaBackendBytes int64
+	// MemberQuotaBackendBytes, when it names a member ("m0"), is that
+	// member's --quota-backend-bytes instead of QuotaBackendBytes: a
+	// cluster whose members disagree.
+	MemberQuotaBackendBytes map[string]int64
+	// ExtraFlags, in Process mode, are added to every member's command
+	// line (--feature-gates=..., say).
+	ExtraFlags []string
 	// Failpoints, in Process mode, gives each member its own loopback
 	// port for gofail's HTTP endpoint (GOFAIL_HTTP), for
 	// Member.SetFailpoint and ClearFailpoint; EtcdBin then defaults to
@@ -136,6 +143,9 @@ func Start(t testing.TB, opts Options) *Cluster {
 	c := &Cluster{opts: opts, log: opts.Logger}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
+	}
+	if len(opts.ExtraFlags) > 0 && opts.Mode != Process {
+		t.Fatalf("etcdtest: ExtraFlags need Mode Process")
 	}
 	if opts.Failpoints && opts.Mode != Process {
 		t.Fatalf("etcdtest: Failpoints need Mode Process (the failpoints are compiled into FailpointEtcdBinary)")

@@ -485,6 +485,14 @@ func mustURL(s string) url.URL {
 	return *u
 }
 
+// quota is the member's --quota-backend-bytes.
+func (m *Member) quota() int64 {
+	if q, ok := m.c.opts.MemberQuotaBackendBytes[m.name]; ok {
+		return q
+	}
+	return m.c.opts.QuotaBackendBytes
+}
+
 func (m *Member) launchEmbed() error {
 	c := m.c
 	lf, err := os.OpenFile(m.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
@@ -504,7 +512,7 @@ func (m *Member) launchEmbed() error {
 	cfg.InitialClusterToken = c.token
 	cfg.TickMs = c.opts.HeartbeatMs
 	cfg.ElectionMs = c.opts.ElectionMs
-	cfg.QuotaBackendBytes = c.opts.QuotaBackendBytes
+	cfg.QuotaBackendBytes = m.quota()
 	cfg.LogLevel = "error"
 	mute := new(atomic.Bool)
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(newEtcdLogger(lf, c.opts.Logger, m.name, mute))
@@ -568,9 +576,10 @@ func (m *Member) launchProcess() error {
 		"--log-level=error",
 		"--log-outputs=stderr",
 	}
-	if q := c.opts.QuotaBackendBytes; q != 0 {
+	if q := m.quota(); q != 0 {
 		args = append(args, "--quota-backend-bytes="+strconv.FormatInt(q, 10))
 	}
+	args = append(args, c.opts.ExtraFlags...)
 	if tl := c.opts.TLS; tl != nil {
 		args = append(args,
 			"--cert-file="+tl.ServerCertFile,
