@@ -38,6 +38,7 @@ type capability struct {
 // command's flags) and the metrics reference are made from it.
 var capabilities = []capability{
 	membership,
+	leadership,
 	capacity,
 	reads,
 	writes,
@@ -82,6 +83,12 @@ type wiring struct {
 	checks []checkFunc
 	// views learn each new cluster view, after each probe round.
 	views []func(probes.View)
+	// fsync and process are the disk capability's fsync probe and the
+	// host capability's etcd process collector once they are wired (nil
+	// when off): evidence for the leadership capability, read after
+	// wiring.
+	fsync   *probes.FsyncProbe
+	process *collectors.EtcdProcessCollector
 	// tracer starts spans of the capabilities' own (the leader change
 	// they explain), beside the runner's.
 	tracer trace.Tracer

@@ -73,13 +73,14 @@ func wireHost(w *wiring) error {
 		Logger:  w.logger.With("collector", "host"),
 	}))
 	if h.PIDFile != "" || h.ProcessName != "" {
-		w.collect(collectors.NewEtcdProcessCollector(collectors.ProcessOptions{
+		w.process = collectors.NewEtcdProcessCollector(collectors.ProcessOptions{
 			PIDFile:     h.PIDFile,
 			ProcessName: h.ProcessName,
 			ClientPort:  clientPort(w.cfg.Etcd.Endpoints[0]),
 			DataDir:     w.cfg.Etcd.DataDir,
 			Logger:      w.logger.With("collector", "process"),
-		}))
+		})
+		w.collect(w.process)
 	}
 	return nil
 }

@@ -100,6 +100,16 @@ func (c *EtcdProcessCollector) Err() error {
 	return c.finder.log.err()
 }
 
+// PID is the etcd process's PID, 0 while it is not found: a new PID is a
+// restarted etcd.
+func (c *EtcdProcessCollector) PID() int {
+	pid, err := c.finder.pid()
+	if err != nil {
+		return 0
+	}
+	return pid
+}
+
 // processFinder finds the etcd process: from the PID file at every call;
 // by name, the cached process while it lives, else a scan of all processes
 // at most every FindEvery.

@@ -45,6 +45,13 @@ func (c *connErrors) recent() error {
 	return c.err
 }
 
+// last returns the last connection error and its time, however old.
+func (c *connErrors) last() (error, time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err, c.at
+}
+
 // dialOptions record the connection's errors for an http(s) endpoint;
 // other schemes (unix sockets) keep gRPC's own dialer.
 func (c *connErrors) dialOptions(endpoint string, tlsCfg *tls.Config) []grpc.DialOption {

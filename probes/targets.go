@@ -68,6 +68,10 @@ type Target struct {
 // connect (refused, TLS handshake, TLS alert), if recent.
 func (t *Target) ConnectionError() error { return t.conn.recent() }
 
+// LastConnectionError returns the last error of the connection's attempts
+// to connect and when it happened, however old; nil when none failed.
+func (t *Target) LastConnectionError() (error, time.Time) { return t.conn.last() }
+
 // Requests returns how many requests of each gRPC method the agent sent
 // this target.
 func (t *Target) Requests() map[string]uint64 {
