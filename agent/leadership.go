@@ -292,13 +292,21 @@ func explainLeaderChange(at, since time.Time, history []leaderSample, now time.T
 			return LeaderDiskStall, []string{"fsync probe stalled at " + rel(s.at)}, true
 		}
 	}
-	pid := 0
+	// A new PID counts once a status run started after it was first read
+	// has answered: while the member is down, the process found by name
+	// may be another member's.
+	var pid, newPID int
+	var newAt time.Time
 	for _, s := range ss {
-		if s.pid != 0 && pid != 0 && s.pid != pid {
-			return LeaderRestart, []string{fmt.Sprintf("etcd PID %d, then %d at %s", pid, s.pid, rel(s.at))}, true
-		}
-		if s.pid != 0 {
+		switch {
+		case s.pid == 0:
+		case pid == 0:
 			pid = s.pid
+		case s.pid != pid && s.pid != newPID:
+			newPID, newAt = s.pid, s.at
+		}
+		if newPID != 0 && s.pid == newPID && s.status.OK && s.status.At.After(newAt) {
+			return LeaderRestart, []string{fmt.Sprintf("etcd PID %d, then %d at %s, answering at %s", pid, newPID, rel(newAt), rel(s.at))}, true
 		}
 	}
 

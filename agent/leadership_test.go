@@ -61,7 +61,9 @@ func TestExplainLeaderChange(t *testing.T) {
 		{"transfer then stop, not back", []leaderSample{ok(-1), ok(0), failed(1, probes.ReasonUnreachable), failed(2, probes.ReasonUnreachable)}, 10, LeaderUnreachable},
 		{"transfer then stop, waiting", []leaderSample{ok(-1), ok(0), failed(1, probes.ReasonUnreachable)}, 6, ""},
 		{"refused then back", []leaderSample{ok(-1), failed(0, probes.ReasonUnreachable), ok(2)}, 2, LeaderRestart},
-		{"new PID on its node", []leaderSample{withPID(ok(-1), 10), withPID(ok(2), 11)}, 2, LeaderRestart},
+		{"new PID on its node", []leaderSample{withPID(ok(-1), 10), withPID(ok(2), 11), withPID(ok(3), 11)}, 3, LeaderRestart},
+		{"new PID, not answering yet", []leaderSample{withPID(ok(-1), 10), withPID(ok(2), 11)}, 2, ""},
+		{"another process while down", []leaderSample{withPID(ok(-1), 10), withPID(ok(0), 12), withPID(failed(1, probes.ReasonUnreachable), 12)}, 10, LeaderUnreachable},
 		{"timed out", []leaderSample{ok(-1), ok(0), failed(1.5, probes.ReasonTimeout)}, 1.5, LeaderUnreachable},
 		{"frozen, stale success", []leaderSample{ok(-1), ok(0), ok(1)}, 1, ""},
 		{"fsync stalled on its node", []leaderSample{ok(-1), stalled(0)}, 0, LeaderDiskStall},
@@ -109,6 +111,11 @@ func leaderAgents(t *testing.T, c *etcdtest.Cluster) []*leaderAgent {
 		logs := &testenv.Buffer{}
 		a := serveAgent(t, Options{Config: &cfg, Logger: slog.New(slog.NewTextHandler(logs, nil)), TracerProvider: tp})
 		out = append(out, &leaderAgent{testAgent: a, member: m, logs: logs, spans: rec})
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("agent %s's log:\n%s", m.Name(), strings.Join(logs.Lines("leader"), "\n"))
+			}
+		})
 	}
 	return out
 }
