@@ -113,15 +113,16 @@ func wireLeadership(w *wiring) error {
 			}
 			return e
 		},
-		dialRefused: func(id uint64) time.Time {
+		conn: func(id uint64) (refused time.Time, dials uint64) {
 			for _, t := range w.targets.All() {
 				if t.ID() == id {
 					if err, at := t.LastConnectionError(); errors.Is(err, syscall.ECONNREFUSED) {
-						return at
+						refused = at
 					}
+					return refused, t.Dials()
 				}
 			}
-			return time.Time{}
+			return time.Time{}, 0
 		},
 		history: map[uint64][]leaderSample{}, leaderAt: map[uint64]time.Time{},
 	}
@@ -146,6 +147,9 @@ type leaderSample struct {
 	status, read, network probes.Outcome
 	// dialRefused is when a dial to it was last refused; zero when never.
 	dialRefused time.Time
+	// dials counts the connections the agent opened to it: one more is a
+	// connection that dropped and was opened again.
+	dials uint64
 	// pid and fsyncStalled: the local member only.
 	localEvidence
 }
@@ -166,11 +170,11 @@ type leaderChange struct {
 
 // leaderWatch follows the views and explains their leader changes.
 type leaderWatch struct {
-	counter     *prometheus.CounterVec
-	logger      *slog.Logger
-	tracer      trace.Tracer
-	local       func() localEvidence
-	dialRefused func(id uint64) time.Time
+	counter *prometheus.CounterVec
+	logger  *slog.Logger
+	tracer  trace.Tracer
+	local   func() localEvidence
+	conn    func(id uint64) (refused time.Time, dials uint64)
 
 	mu       sync.Mutex
 	lastAt   time.Time
@@ -198,8 +202,9 @@ func (lw *leaderWatch) observe(v probes.View) {
 		s := leaderSample{
 			at: v.At, local: m.Local, reachable: m.Reachable, healthy: m.Healthy, cause: m.Cause,
 			status: m.Outcomes[probes.ProbeStatus], read: m.Outcomes[probes.ProbeReadLinearizable],
-			network: m.Outcomes[probes.ProbeNetwork], dialRefused: lw.dialRefused(m.ID),
+			network: m.Outcomes[probes.ProbeNetwork],
 		}
+		s.dialRefused, s.dials = lw.conn(m.ID)
 		if m.Local {
 			if local == nil {
 				e := lw.local()
@@ -332,6 +337,22 @@ func explainLeaderChange(at, since time.Time, history []leaderSample, now time.T
 	for _, s := range ss {
 		if !s.status.OK && s.status.Reason == probes.ReasonTimeout && !s.status.At.Before(since) {
 			return LeaderUnreachable, []string{"status timed out at " + rel(s.at) + ": " + s.status.Err}, true
+		}
+	}
+
+	// Its connection dropped and was opened again, and it answers: a
+	// restart too quick for any run to be refused.
+	var redial time.Time
+	var dials uint64 // the connections opened while it answered before
+	for _, s := range ss {
+		switch {
+		case dials == 0 && s.reachable:
+			dials = s.dials
+		case redial.IsZero() && dials > 0 && s.dials > dials:
+			redial = s.at
+		}
+		if !redial.IsZero() && s.status.OK && s.status.At.After(redial) {
+			return LeaderRestart, []string{"connection dropped and opened again by " + rel(redial), "answered again at " + rel(s.at)}, true
 		}
 	}
 

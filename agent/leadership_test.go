@@ -40,6 +40,7 @@ func TestExplainLeaderChange(t *testing.T) {
 		x.read = probes.Outcome{At: sec(s - 0.5), Reason: probes.ReasonEtcd, Err: "read_linearizable: etcdserver: leader changed"}
 		return x
 	}
+	dialed := func(x leaderSample, n uint64) leaderSample { x.dials = n; return x }
 	withPID := func(x leaderSample, pid int) leaderSample { x.local, x.pid = true, pid; return x }
 	cutOff := func(s float64) leaderSample { x := ok(s); x.healthy, x.cause = false, probes.CauseCutOff; return x }
 	peerDown := func(s float64) leaderSample {
@@ -64,6 +65,8 @@ func TestExplainLeaderChange(t *testing.T) {
 		{"new PID on its node", []leaderSample{withPID(ok(-1), 10), withPID(ok(2), 11), withPID(ok(3), 11)}, 3, LeaderRestart},
 		{"new PID, not answering yet", []leaderSample{withPID(ok(-1), 10), withPID(ok(2), 11)}, 2, ""},
 		{"another process while down", []leaderSample{withPID(ok(-1), 10), withPID(ok(0), 12), withPID(failed(1, probes.ReasonUnreachable), 12)}, 10, LeaderUnreachable},
+		{"redialed, answering", []leaderSample{dialed(ok(-1), 1), dialed(ok(0), 2), dialed(ok(1), 2)}, 1, LeaderRestart},
+		{"same connection", []leaderSample{dialed(ok(-1), 1), dialed(ok(0), 1), dialed(ok(5), 1)}, 5, LeaderPlannedTransfer},
 		{"timed out", []leaderSample{ok(-1), ok(0), failed(1.5, probes.ReasonTimeout)}, 1.5, LeaderUnreachable},
 		{"frozen, stale success", []leaderSample{ok(-1), ok(0), ok(1)}, 1, ""},
 		{"fsync stalled on its node", []leaderSample{ok(-1), stalled(0)}, 0, LeaderDiskStall},
