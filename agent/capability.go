@@ -38,6 +38,7 @@ type capability struct {
 // command's flags) and the metrics reference are made from it.
 var capabilities = []capability{
 	membership,
+	leadership,
 	capacity,
 	reads,
 	writes,
@@ -92,6 +93,10 @@ type wiring struct {
 	checks []checkFunc
 	// views learn each new cluster view, after each probe round.
 	views []func(probes.View)
+	// fsync is the disk capability's fsync probe once it is wired (nil
+	// when off): evidence for the leadership capability, read after
+	// wiring, as etcdProcess is.
+	fsync *probes.FsyncProbe
 	// tracer starts spans of the capabilities' own (the leader change
 	// they explain), beside the runner's.
 	tracer trace.Tracer

@@ -185,6 +185,7 @@ func wireDisk(w *wiring) error {
 		Logger:         w.logger,
 	})
 	w.probe(p, probes.LocalMember, time.Duration(d.Interval), time.Duration(d.Timeout))
+	w.fsync = p
 	w.collect(hist, collectors.NewDiskCollector(p))
 	w.figure("etcdpulse.disk.fsync_p99_seconds", p.LastRoundP99)
 	w.check(func(ctx context.Context, in checkInput) []Finding { return checkDisk(ctx, p, in.opts.Disk) })

@@ -298,5 +298,6 @@ func (l *failureLog) report(what string, err error, attrs ...any) bool {
 	return err == nil
 }
 
-// PID returns the etcd process's PID, found as for the process metrics.
+// PID returns the etcd process's PID, found as for the process metrics: a
+// new PID is a restarted etcd.
 func (c *EtcdProcessCollector) PID() (int, error) { return c.finder.pid() }

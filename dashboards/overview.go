@@ -33,6 +33,12 @@ func overview() (dashboard.Dashboard, error) {
 		WithPanel(leaderTimeline()).
 		WithPanel(leaderChangesTimeseries()).
 		WithPanel(termTimeseries()).
+		WithRow(dashboard.NewRowBuilder("Why the leader changed")).
+		WithPanel(leaderCausesTimeseries()).
+		WithPanel(leaderEvidenceFsyncTimeseries()).
+		WithPanel(leaderEvidencePeerTimeseries()).
+		WithPanel(leaderEvidenceRestartsTimeseries()).
+		WithPanel(leaderEvidenceIowaitTimeseries()).
 		WithRow(dashboard.NewRowBuilder("Data path")).
 		WithPanel(writesTimeseries()).
 		WithPanel(writeLatencyTimeseries()).

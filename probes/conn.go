@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -19,6 +20,11 @@ import (
 // background, and a wait-for-ready call only ever sees its deadline; this
 // is what names the cause.
 type connErrors struct {
+	// dials counts the TCP connections opened: more than one is a
+	// connection that dropped (the member restarted, or the network reset
+	// it) and was opened again.
+	dials atomic.Uint64
+
 	mu  sync.Mutex
 	err error
 	at  time.Time
@@ -43,6 +49,13 @@ func (c *connErrors) recent() error {
 		return nil
 	}
 	return c.err
+}
+
+// last returns the last connection error and its time, however old.
+func (c *connErrors) last() (error, time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err, c.at
 }
 
 // dialOptions record the connection's errors for an http(s) endpoint;
@@ -73,6 +86,8 @@ func (c *connErrors) dial(ctx context.Context, addr string) (net.Conn, error) {
 	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
 	if err != nil {
 		c.set(err)
+	} else {
+		c.dials.Add(1)
 	}
 	return conn, err
 }

@@ -68,6 +68,15 @@ type Target struct {
 // connect (refused, TLS handshake, TLS alert), if recent.
 func (t *Target) ConnectionError() error { return t.conn.recent() }
 
+// LastConnectionError returns the last error of the connection's attempts
+// to connect and when it happened, however old; nil when none failed.
+func (t *Target) LastConnectionError() (error, time.Time) { return t.conn.last() }
+
+// Dials counts the TCP connections the target's pinned connection opened
+// (http and https endpoints): each one after the first is a connection
+// that dropped and was opened again.
+func (t *Target) Dials() uint64 { return t.conn.dials.Load() }
+
 // Requests returns how many requests of each gRPC method the agent sent
 // this target.
 func (t *Target) Requests() map[string]uint64 {
