@@ -125,6 +125,7 @@ func TestLiveMetrics(t *testing.T) {
 		cfg.Network.Interval = Duration(time.Second)
 		cfg.Disk.Interval = Duration(time.Second)
 		cfg.Disk.Timeout = Duration(time.Second)
+		cfg.Certificates.Dir = etcdtest.NewTLS(t).Dir
 	})
 	a.waitFor(t, "a healthy cluster", healthyCluster(3)...)
 	a.waitFor(t, "every probe succeeded once",
@@ -145,6 +146,9 @@ func TestLiveMetrics(t *testing.T) {
 		collectors.ProbeFailures.Name: true,
 		// Only while a member is a learner.
 		collectors.MemberLearnerSeconds.Name: true,
+		// Only with https URLs (TestCertificatesRotated scrapes them).
+		collectors.MemberCertStatus.Name:     true,
+		collectors.MemberCertCAMismatch.Name: true,
 	}
 
 	body := get(t, a.url+"/metrics", "")

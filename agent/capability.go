@@ -49,6 +49,7 @@ var capabilities = []capability{
 	host,
 	etcdMetrics,
 	drift,
+	certificates,
 }
 
 // wiring is what a capability needs to add its probes and collectors to a

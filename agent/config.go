@@ -25,6 +25,8 @@ type Config struct {
 	Disk    DiskConfig    `yaml:"disk"`
 	Network NetworkConfig `yaml:"network"`
 	Host    HostConfig    `yaml:"host"`
+	// Certificates is the certificates capability's (certificates.go).
+	Certificates CertificatesConfig `yaml:"certificates"`
 }
 
 // EtcdConfig says how to reach the local member and where its data is.

@@ -1,6 +1,9 @@
 package alerts
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Aggregation across agents: every agent reports the whole cluster, so a
 // rule about health takes the most optimistic agent (max of health and
@@ -598,3 +601,53 @@ func localSetting(metric string) string {
 // checksOff lists, in a description, the corruption checks off on the
 // alert's instance.
 const checksOff = `{{ range $i, $s := printf "etcdpulse_etcd_corrupt_check_enabled{instance=%q} == 0" $labels.instance | query | sortByLabel "check" }}{{ if $i }}, {{ end }}{{ $s.Labels.check }}{{ end }}`
+
+// Certificates: each expiry once, however many agents read it. A member's
+// served certificate is the same from every agent (min by member and
+// port); the agent's own and the files of certificates.dir are the node's
+// (by instance).
+func certificatesGroup() Group {
+	return Group{Name: "etcdpulse.certificates", Rules: []Rule{
+		{
+			Alert: "EtcdCertificateExpiring",
+			// kubeadm's certificates last a year and are renewed by
+			// upgrades; k3s and RKE2 renew theirs at restart within 90
+			// (RKE2: 120) days of expiry. 30 days left is a renewal that
+			// did not happen, with time to plan one.
+			Expr:        certExpiresWithin(30),
+			For:         15 * time.Minute,
+			Severity:    Warning,
+			Summary:     "An etcd certificate expires within 30 days.",
+			Description: certDescription + ` Renew it in the coming weeks.`,
+		},
+		{
+			Alert:       "EtcdCertificateExpiringCritical",
+			Expr:        certExpiresWithin(7),
+			For:         15 * time.Minute,
+			Severity:    Critical,
+			Summary:     "An etcd certificate expires within 7 days.",
+			Description: certDescription + ` Once it has expired, etcd refuses the connections it secures: clients (the API server), peers (raft) or this agent. Renew it now.`,
+		},
+		{
+			Alert: "EtcdCertificateCaMismatch",
+			// The agent's CA, or a CA certificate of certificates.dir
+			// (the chart's presets set it to the distribution's etcd PKI
+			// directory, which holds k3s's and RKE2's peer CA).
+			Expr:        `max by (cluster, member, port) (etcdpulse_member_certificate_ca_mismatch) == 1`,
+			For:         15 * time.Minute,
+			Severity:    Warning,
+			Summary:     "An etcd member serves a certificate from another CA.",
+			Description: `Member {{ $labels.member }} of etcd cluster {{ $labels.cluster }} serves, on its {{ $labels.port }} port, a certificate that does not chain to the agents' CA nor to a CA of their certificates.dir (mismatch {{ $value }}): a certificate renewed from the wrong CA, or a CA rotated on some members only. Clients or peers that trust only the cluster's CA refuse it.`,
+		},
+	}}
+}
+
+// certExpiresWithin: the seconds left of each certificate under n days.
+func certExpiresWithin(n int) string {
+	limit := fmt.Sprintf(" - time() < %d * 86400", n)
+	return `min by (cluster, member, port) (etcdpulse_certificate_not_after_timestamp_seconds{source="member"})` + limit +
+		` or min by (cluster, instance, source, file) (etcdpulse_certificate_not_after_timestamp_seconds{source!="member"})` + limit
+}
+
+// certDescription names the certificate and its time left.
+const certDescription = `{{ if $labels.member }}The certificate member {{ $labels.member }} of etcd cluster {{ $labels.cluster }} serves on its {{ $labels.port }} port{{ else if eq $labels.source "agent" }}The etcdpulse agent's client certificate on {{ $labels.instance }} (beside member ` + localMember + ` of etcd cluster {{ $labels.cluster }}){{ else }}The certificate {{ $labels.file }} of certificates.dir on {{ $labels.instance }} (beside member ` + localMember + ` of etcd cluster {{ $labels.cluster }}){{ end }} {{ if lt $value 0.0 }}has expired{{ else }}expires in {{ $value | humanizeDuration }}{{ end }}.`

@@ -120,6 +120,7 @@ var presets = map[string]preset{
 			"--etcd.data-dir=/var/lib/etcd",
 			"--etcd.metrics-url=http://127.0.0.1:2381/metrics",
 			"--disk.probe-dir=/var/lib/.etcdpulse-probe",
+			"--certificates.dir=/etc/kubernetes/pki/etcd",
 			"--host.process-name=etcd",
 		},
 		mounts:   map[string]string{"/etc/kubernetes/pki/etcd": "ro", "/var/lib/etcd": "ro", "/var/lib/.etcdpulse-probe": "rw"},
@@ -134,6 +135,7 @@ var presets = map[string]preset{
 			"--etcd.data-dir=/var/lib/rancher/k3s/server/db/etcd",
 			"--etcd.metrics-url=http://127.0.0.1:2381/metrics",
 			"--disk.probe-dir=/var/lib/rancher/k3s/server/db/.etcdpulse-probe",
+			"--certificates.dir=/var/lib/rancher/k3s/server/tls/etcd",
 			"--host.process-name=k3s-server",
 		},
 		mounts:   map[string]string{"/var/lib/rancher/k3s/server/tls/etcd": "ro", "/var/lib/rancher/k3s/server/db/etcd": "ro", "/var/lib/rancher/k3s/server/db/.etcdpulse-probe": "rw"},
@@ -148,6 +150,7 @@ var presets = map[string]preset{
 			"--etcd.data-dir=/var/lib/rancher/rke2/server/db/etcd",
 			"--etcd.metrics-url=http://127.0.0.1:2381/metrics",
 			"--disk.probe-dir=/var/lib/rancher/rke2/server/db/.etcdpulse-probe",
+			"--certificates.dir=/var/lib/rancher/rke2/server/tls/etcd",
 			"--host.process-name=etcd",
 		},
 		mounts:   map[string]string{"/var/lib/rancher/rke2/server/tls/etcd": "ro", "/var/lib/rancher/rke2/server/db/etcd": "ro", "/var/lib/rancher/rke2/server/db/.etcdpulse-probe": "rw"},
@@ -162,6 +165,7 @@ var presets = map[string]preset{
 			"--etcd.data-dir=/var/lib/k0s/etcd",
 			"--etcd.metrics-url=https://127.0.0.1:2379/metrics",
 			"--disk.probe-dir=/var/lib/k0s/.etcdpulse-probe",
+			"--certificates.dir=/var/lib/k0s/pki/etcd",
 			"--host.pid-file=/run/k0s/etcd.pid",
 		},
 		mounts:   map[string]string{"/var/lib/k0s/pki": "ro", "/var/lib/k0s/etcd": "ro", "/var/lib/k0s/.etcdpulse-probe": "rw", "/run/k0s": "ro"},
@@ -176,6 +180,7 @@ var presets = map[string]preset{
 			"--etcd.tls.key-file=/etc/etcd/pki/client.key",
 			"--etcd.data-dir=/var/lib/etcd",
 			"--disk.probe-dir=/var/lib/.etcdpulse-probe",
+			"--certificates.dir=/etc/etcd/pki",
 			"--host.process-name=etcd",
 		},
 		mounts:   map[string]string{"/etc/etcd/pki": "ro", "/var/lib/etcd": "ro", "/var/lib/.etcdpulse-probe": "rw"},
@@ -284,6 +289,7 @@ func TestOverridesWin(t *testing.T) {
 		"--etcd.data-dir=/srv/etcd/data",
 		"--etcd.metrics-url=http://127.0.0.1:2382/metrics",
 		"--disk.probe-dir=/srv/etcd/probe",
+		"--certificates.dir=/srv/etcd/pki",
 		"--host.process-name=etcd-server",
 	}
 	if !slices.Equal(ctr.Args, wantArgs) {
@@ -369,5 +375,40 @@ func TestReadOnlyValue(t *testing.T) {
 	}
 	if !slices.Contains(renderDaemonSet(t, "--set", "etcd.readOnly=true").Containers[0].Args, "--etcd.read-only") {
 		t.Error("etcd.readOnly=true: no --etcd.read-only")
+	}
+}
+
+// certificates.dir: the preset's, the user's (mounted read-only when
+// outside certDir), or none.
+func TestCertificatesDir(t *testing.T) {
+	for _, tc := range []struct {
+		set, want, mount string
+	}{
+		{"", "--certificates.dir=/etc/kubernetes/pki/etcd", ""},
+		{"certificates.dir=/opt/pki/etcd", "--certificates.dir=/opt/pki/etcd", "/opt/pki/etcd"},
+		{"certificates.dir=/etc/kubernetes/pki/etcd/", "--certificates.dir=/etc/kubernetes/pki/etcd", ""},
+		{"certificates.dir=-", "", ""},
+	} {
+		args := []string{"--set", "distribution=kubeadm"}
+		if tc.set != "" {
+			args = append(args, "--set", tc.set)
+		}
+		pod := renderDaemonSet(t, args...)
+		var got []string
+		for _, a := range pod.Containers[0].Args {
+			if strings.HasPrefix(a, "--certificates.") {
+				got = append(got, a)
+			}
+		}
+		if want := []string{tc.want}; tc.want == "" && len(got) != 0 || tc.want != "" && !slices.Equal(got, want) {
+			t.Errorf("%s: args %v, want %q", tc.set, got, tc.want)
+		}
+		m := mounts(pod)
+		if tc.mount != "" && m[tc.mount] != "ro" {
+			t.Errorf("%s: mounts %v, want %s read-only", tc.set, m, tc.mount)
+		}
+		if tc.mount == "" && len(m) != 3 {
+			t.Errorf("%s: mounts %v, want only the preset's", tc.set, m)
+		}
 	}
 }

@@ -78,6 +78,10 @@ type Options struct {
 	// in the test process, at its advertised peer URL, so that
 	// Member.IsolatePeers can cut it.
 	PeerProxy bool
+	// PeerTLS, with TLS, gives the peer ports their own CA and certificate
+	// (as k3s and RKE2 do): members serve PeerTLS's server certificate on
+	// their peer port and accept only client certificates of its CA.
+	PeerTLS *TLS
 	// QuotaBackendBytes is every member's --quota-backend-bytes; 0 means
 	// etcd's default (2 GiB), negative turns the quota off.
 	QuotaBackendBytes int64
@@ -400,6 +404,14 @@ func (c *Cluster) ClientURLs() []string {
 		urls = append(urls, m.ClientURL())
 	}
 	return urls
+}
+
+// peerTLS is the peer ports' TLS material: Options.PeerTLS, else TLS.
+func (c *Cluster) peerTLS() *TLS {
+	if c.opts.PeerTLS != nil {
+		return c.opts.PeerTLS
+	}
+	return c.opts.TLS
 }
 
 // ClientTLSConfig returns the client TLS configuration, or nil for a plain cluster.

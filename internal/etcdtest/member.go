@@ -523,10 +523,11 @@ func (m *Member) launchEmbed() error {
 			TrustedCAFile:  tl.CAFile,
 			ClientCertAuth: true,
 		}
+		pt := c.peerTLS()
 		cfg.PeerTLSInfo = transport.TLSInfo{
-			CertFile:       tl.ServerCertFile,
-			KeyFile:        tl.ServerKeyFile,
-			TrustedCAFile:  tl.CAFile,
+			CertFile:       pt.ServerCertFile,
+			KeyFile:        pt.ServerKeyFile,
+			TrustedCAFile:  pt.CAFile,
 			ClientCertAuth: true,
 		}
 	}
@@ -586,9 +587,9 @@ func (m *Member) launchProcess() error {
 			"--key-file="+tl.ServerKeyFile,
 			"--trusted-ca-file="+tl.CAFile,
 			"--client-cert-auth",
-			"--peer-cert-file="+tl.ServerCertFile,
-			"--peer-key-file="+tl.ServerKeyFile,
-			"--peer-trusted-ca-file="+tl.CAFile,
+			"--peer-cert-file="+c.peerTLS().ServerCertFile,
+			"--peer-key-file="+c.peerTLS().ServerKeyFile,
+			"--peer-trusted-ca-file="+c.peerTLS().CAFile,
 			"--peer-client-cert-auth",
 		)
 	}

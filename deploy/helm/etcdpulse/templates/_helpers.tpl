@@ -142,6 +142,9 @@ metricRelabelings:
 {{- else }}
 {{- $a = append $a "--no-disk.enabled" }}
 {{- end }}
+{{- with $s.certificatesDir }}
+{{- $a = append $a (printf "--certificates.dir=%s" .) }}
+{{- end }}
 {{- if not .Values.processMetrics.enabled }}
 {{- /* An empty name and no PID file: no process metrics, the host's still. */}}
 {{- $a = append $a "--host.process-name=" }}

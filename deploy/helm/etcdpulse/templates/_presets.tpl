@@ -7,6 +7,7 @@ other template reads etcdpulse.settings only.
 | | kubeadm | k3s | rke2 | k0s | external |
 |---|---|---|---|---|---|
 | certDir | /etc/kubernetes/pki/etcd | /var/lib/rancher/k3s/server/tls/etcd | /var/lib/rancher/rke2/server/tls/etcd | /var/lib/k0s/pki | /etc/etcd/pki |
+| certificatesDir | /etc/kubernetes/pki/etcd | /var/lib/rancher/k3s/server/tls/etcd | /var/lib/rancher/rke2/server/tls/etcd | /var/lib/k0s/pki/etcd | /etc/etcd/pki |
 | dataDir | /var/lib/etcd | /var/lib/rancher/k3s/server/db/etcd | /var/lib/rancher/rke2/server/db/etcd | /var/lib/k0s/etcd | /var/lib/etcd |
 | node role | control-plane | etcd | etcd | control-plane | etcd |
 
@@ -22,6 +23,7 @@ Exists.
 {{- $endpoints := list "https://127.0.0.1:2379" }}
 {{- $kubeadm := dict
   "endpoints" $endpoints
+  "certificatesDir" "/etc/kubernetes/pki/etcd"
   "certDir" "/etc/kubernetes/pki/etcd"
   "caFile" "/etc/kubernetes/pki/etcd/ca.crt"
   "certFile" "/etc/kubernetes/pki/etcd/healthcheck-client.crt"
@@ -34,6 +36,7 @@ Exists.
   "capabilities" (list) }}
 {{- $k3s := dict
   "endpoints" $endpoints
+  "certificatesDir" "/var/lib/rancher/k3s/server/tls/etcd"
   "certDir" "/var/lib/rancher/k3s/server/tls/etcd"
   "caFile" "/var/lib/rancher/k3s/server/tls/etcd/server-ca.crt"
   "certFile" "/var/lib/rancher/k3s/server/tls/etcd/client.crt"
@@ -46,6 +49,7 @@ Exists.
   "capabilities" (list) }}
 {{- $rke2 := dict
   "endpoints" $endpoints
+  "certificatesDir" "/var/lib/rancher/rke2/server/tls/etcd"
   "certDir" "/var/lib/rancher/rke2/server/tls/etcd"
   "caFile" "/var/lib/rancher/rke2/server/tls/etcd/server-ca.crt"
   "certFile" "/var/lib/rancher/rke2/server/tls/etcd/client.crt"
@@ -61,6 +65,7 @@ DAC_READ_SEARCH cannot enter it to measure the WAL's filesystem. The client
 key (0640, owner kube-apiserver, group root) is read through the group. */}}
 {{- $k0s := dict
   "endpoints" $endpoints
+  "certificatesDir" "/var/lib/k0s/pki/etcd"
   "certDir" "/var/lib/k0s/pki"
   "caFile" "/var/lib/k0s/pki/etcd/ca.crt"
   "certFile" "/var/lib/k0s/pki/apiserver-etcd-client.crt"
@@ -74,6 +79,7 @@ key (0640, owner kube-apiserver, group root) is read through the group. */}}
   "capabilities" (list "DAC_READ_SEARCH") }}
 {{- $external := dict
   "endpoints" $endpoints
+  "certificatesDir" "/etc/etcd/pki"
   "certDir" "/etc/etcd/pki"
   "caFile" "/etc/etcd/pki/ca.crt"
   "certFile" "/etc/etcd/pki/client.crt"
@@ -132,6 +138,15 @@ member's directory.
 {{- fail (printf "disk.probeDir %q is inside %s, etcd's own directory: choose a directory outside it, such as %s/.etcdpulse-probe" $probe $member (dir $data)) }}
 {{- end }}
 {{- $_ = set $s "probeDir" $probe }}
+{{- /* certificates.dir: the user's ("-": none), else the user's certDir, else the preset's; mounted on its own when outside certDir. */}}
+{{- $cd := .Values.certificates.dir | default (ternary $s.certDir $s.certificatesDir (not (empty .Values.etcd.certDir))) | toString }}
+{{- if eq $cd "-" }}
+{{- $cd = "" }}
+{{- end }}
+{{- $cd = ternary (clean $cd) "" (ne $cd "") }}
+{{- $_ = set $s "certificatesDir" $cd }}
+{{- $certs := clean $s.certDir }}
+{{- $_ = set $s "certificatesMount" (ternary $cd "" (and (ne $cd "") (ne $cd $certs) (not (hasPrefix (printf "%s/" $certs) $cd)))) }}
 {{- $_ = set $s "pidDir" (ternary (dir (toString $s.pidFile)) "" (not (empty $s.pidFile))) }}
 {{- if .Values.tolerations }}
 {{- $_ = set $s "tolerations" .Values.tolerations }}
