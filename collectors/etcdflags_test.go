@@ -1,13 +1,15 @@
 package collectors
 
 import (
-	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/etcdpulse/etcdpulse/internal/testenv"
 )
 
 func TestParseEtcdFlags(t *testing.T) {
@@ -88,23 +90,26 @@ func TestReadEtcdProcessFlags(t *testing.T) {
 	if _, err := os.Stat("/proc/self/cmdline"); err != nil {
 		t.Skip("no /proc")
 	}
-	cmd := exec.Command("sleep", "30", "--heartbeat-interval=200")
+	// sh waits for its sleep, with the flag on its command line.
+	cmd := exec.Command("sh", "-c", "sleep 30", "etcd", "--heartbeat-interval=200")
 	cmd.Env = append(os.Environ(), "ETCD_ELECTION_TIMEOUT=2000", "ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK=true")
 	if err := cmd.Start(); err != nil {
-		t.Skip(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	got, err := ReadEtcdProcessFlags(cmd.Process.Pid)
-	if errors.Is(err, fs.ErrPermission) {
-		t.Skip(err)
-	}
-	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	want := EtcdFlags{Heartbeat: 200 * time.Millisecond, Election: 2 * time.Second, InitialCorruptCheck: true}
-	if got != want {
-		t.Errorf("got %+v, want %+v", got, want)
-	}
+	// Until the child has exec'd, /proc shows the test binary's command
+	// line and environment, not sleep's.
+	testenv.Eventually(t, 30*time.Second, "the child's flags", func() error {
+		got, err := ReadEtcdProcessFlags(cmd.Process.Pid)
+		if err != nil {
+			return err
+		}
+		if got != want {
+			return fmt.Errorf("got %+v, want %+v", got, want)
+		}
+		return nil
+	})
 	if _, err := ReadEtcdProcessFlags(1 << 30); err == nil || !strings.Contains(err.Error(), "command line") {
 		t.Errorf("no such process: err = %v", err)
 	}

@@ -19,7 +19,7 @@ import (
 
 // All returns every dashboard, in the order of the links menu.
 func All() ([]dashboard.Dashboard, error) {
-	builders := []func() (dashboard.Dashboard, error){overview, member, capacity, agent}
+	builders := []func() (dashboard.Dashboard, error){overview, member, capacity, safety, agent}
 	out := make([]dashboard.Dashboard, 0, len(builders))
 	for _, build := range builders {
 		d, err := build()

@@ -80,7 +80,11 @@ var testLabelValues = map[string][]string{
 	"reason":    {"tmpfs", "timeout", "behind", "watch_stalled"},
 	"cause":     {"compacted", "closed"},
 	"result":    {"match", "mismatch", "skipped_slow"},
-	"source":    {"metrics_url", "default"},
+	"source":    {"metrics_url", "default", "member", "agent", "file"},
+	"port":      {"client", "peer"},
+	"file":      {"ca.crt"},
+	"status":    {"ok", "client_cert_required"},
+	"check":     {"initial", "periodic", "compact_hash"},
 	"dir":       {"data", "wal"},
 	"device":    {"nvme0n1"},
 	// build_info
