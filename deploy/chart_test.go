@@ -332,6 +332,18 @@ func TestAllToggles(t *testing.T) {
 			t.Errorf("%d %s, want %d", got[k], k, n)
 		}
 	}
+	// The dashboards' ConfigMaps carry the label the sidecar is told to
+	// look for, not the default one.
+	for _, o := range objs {
+		if o.kind() != "ConfigMap" {
+			continue
+		}
+		meta, _ := o["metadata"].(object)
+		labels, _ := meta["labels"].(object)
+		if labels["etcdpulse_dashboard"] != "yes" || labels["grafana_dashboard"] != nil {
+			t.Errorf("ConfigMap %v labels %v, want etcdpulse_dashboard=yes and no grafana_dashboard", meta["name"], labels)
+		}
+	}
 	var ds daemonSet
 	only(t, objs, "DaemonSet", &ds)
 	pod := ds.Spec.Template.Spec

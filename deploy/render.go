@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 )
 
@@ -71,45 +72,16 @@ func Matrix() []Case {
 	for _, d := range Distributions {
 		out = append(out, Case{Name: d, Args: []string{"--set", "distribution=" + d}})
 	}
+	// Every toggle on, for each distribution in turn: the presets'
+	// mounts and arguments meet every optional object.
+	toggles := allToggles()
+	out = append(out, Case{Name: "all-toggles", Args: toggles})
+	for _, d := range Distributions {
+		if d != "kubeadm" {
+			out = append(out, Case{Name: "all-toggles-" + d, Args: append(slices.Clip(toggles), "--set", "distribution="+d)})
+		}
+	}
 	return append(out,
-		Case{Name: "all-toggles", Args: []string{
-			"--set", "namespace.create=true",
-			"--set", "serviceMonitor.enabled=true",
-			"--set", "serviceMonitor.labels.release=kube-prometheus-stack",
-			"--set", "serviceMonitor.service.annotations.note=headless",
-			"--set-json", `serviceMonitor.basicAuth={"username":{"name":"etcdpulse-scrape","key":"username"},"password":{"name":"etcdpulse-scrape","key":"password"}}`,
-			"--set-json", `serviceMonitor.tlsConfig={"insecureSkipVerify":true}`,
-			"--set", "serviceMonitor.scheme=https",
-			"--set", "podMonitor.labels.release=kube-prometheus-stack",
-			"--set", "podMonitor.scrapeTimeout=10s",
-			"--set", "podMonitor.scheme=https",
-			"--set-json", `podMonitor.tlsConfig={"insecureSkipVerify":true}`,
-			"--set-json", `podMonitor.basicAuth={"username":{"name":"etcdpulse-scrape","key":"username"},"password":{"name":"etcdpulse-scrape","key":"password"}}`,
-			"--set-json", `podMonitor.relabelings=[{"targetLabel":"team","replacement":"storage"}]`,
-			"--set-json", `podMonitor.metricRelabelings=[{"action":"drop","sourceLabels":["__name__"],"regex":"go_gc_.*"}]`,
-			"--set", "dashboards.grafanaOperator.enabled=true",
-			"--set", "dashboards.grafanaOperator.folder=etcd",
-			"--set", "dashboards.grafanaOperator.allowCrossNamespaceImport=true",
-			"--set", "dashboards.configMaps.annotations.grafana_folder=etcd",
-			"--set", "web.config.enabled=true",
-			"--set-json", `web.config.content={"tls_server_config":{"cert_file":"/etc/kubernetes/pki/etcd/server.crt","key_file":"/etc/kubernetes/pki/etcd/server.key"},"basic_auth_users":{"prometheus":"$2y$10$X0h1gDsPszWURQaxFh.zoubFi6DXncSjhoQNJgRrnGs7EsimhC7zG"}}`,
-			"--set", "priorityClassName=system-node-critical",
-			"--set", "prometheusRule.labels.release=kube-prometheus-stack",
-			"--set", "prometheusRule.disabled.EtcdLeaderFlapping=true",
-			"--set", "prometheusRule.customRules.EtcdFsyncSlow.for=10m",
-			"--set", "prometheusRule.customRules.EtcdFsyncSlow.severity=critical",
-			"--set", "prometheusRule.additionalRuleLabels.team=storage",
-			"--set", "prometheusRule.additionalRuleAnnotations.dashboard=https://grafana.example/d/etcdpulse-overview",
-			"--set", "etcd.walDir=/var/lib/etcd-wal",
-			"--set", "etcd.pidFile=/run/etcd/etcd.pid",
-			"--set", "etcd.readOnly=true",
-			"--set", "nodeSelector.etcdpulse=enabled",
-			"--set", "podLabels.team=storage",
-			"--set", "podAnnotations.note=etcd",
-			"--set", "extraArgs={--log.level=debug}",
-			"--set", "serviceAccount.annotations.note=unused",
-			"--set", "imagePullSecrets[0].name=registry",
-		}},
 		Case{Name: "web-tls", Args: []string{
 			"--set", "web.config.enabled=true",
 			"--set-json", `web.config.content={"tls_server_config":{"cert_file":"/etc/kubernetes/pki/etcd/server.crt","key_file":"/etc/kubernetes/pki/etcd/server.key"}}`,
@@ -148,4 +120,48 @@ func Matrix() []Case {
 			"--set", "image.tag=test",
 		}},
 	)
+}
+
+// allToggles sets every optional object and setting of the chart.
+func allToggles() []string {
+	return []string{
+		"--set", "namespace.create=true",
+		"--set", "serviceMonitor.enabled=true",
+		"--set", "serviceMonitor.labels.release=kube-prometheus-stack",
+		"--set", "serviceMonitor.service.annotations.note=headless",
+		"--set-json", `serviceMonitor.basicAuth={"username":{"name":"etcdpulse-scrape","key":"username"},"password":{"name":"etcdpulse-scrape","key":"password"}}`,
+		"--set-json", `serviceMonitor.tlsConfig={"insecureSkipVerify":true}`,
+		"--set", "serviceMonitor.scheme=https",
+		"--set", "podMonitor.labels.release=kube-prometheus-stack",
+		"--set", "podMonitor.scrapeTimeout=10s",
+		"--set", "podMonitor.scheme=https",
+		"--set-json", `podMonitor.tlsConfig={"insecureSkipVerify":true}`,
+		"--set-json", `podMonitor.basicAuth={"username":{"name":"etcdpulse-scrape","key":"username"},"password":{"name":"etcdpulse-scrape","key":"password"}}`,
+		"--set-json", `podMonitor.relabelings=[{"targetLabel":"team","replacement":"storage"}]`,
+		"--set-json", `podMonitor.metricRelabelings=[{"action":"drop","sourceLabels":["__name__"],"regex":"go_gc_.*"}]`,
+		"--set", "dashboards.grafanaOperator.enabled=true",
+		"--set", "dashboards.grafanaOperator.folder=etcd",
+		"--set", "dashboards.grafanaOperator.allowCrossNamespaceImport=true",
+		"--set", "dashboards.configMaps.annotations.grafana_folder=etcd",
+		"--set", "dashboards.configMaps.label=etcdpulse_dashboard",
+		"--set", "dashboards.configMaps.labelValue=yes",
+		"--set", "web.config.enabled=true",
+		"--set-json", `web.config.content={"tls_server_config":{"cert_file":"/etc/kubernetes/pki/etcd/server.crt","key_file":"/etc/kubernetes/pki/etcd/server.key"},"basic_auth_users":{"prometheus":"$2y$10$X0h1gDsPszWURQaxFh.zoubFi6DXncSjhoQNJgRrnGs7EsimhC7zG"}}`,
+		"--set", "priorityClassName=system-node-critical",
+		"--set", "prometheusRule.labels.release=kube-prometheus-stack",
+		"--set", "prometheusRule.disabled.EtcdLeaderFlapping=true",
+		"--set", "prometheusRule.customRules.EtcdFsyncSlow.for=10m",
+		"--set", "prometheusRule.customRules.EtcdFsyncSlow.severity=critical",
+		"--set", "prometheusRule.additionalRuleLabels.team=storage",
+		"--set", "prometheusRule.additionalRuleAnnotations.dashboard=https://grafana.example/d/etcdpulse-overview",
+		"--set", "etcd.walDir=/var/lib/etcd-wal",
+		"--set", "etcd.pidFile=/run/etcd/etcd.pid",
+		"--set", "etcd.readOnly=true",
+		"--set", "nodeSelector.etcdpulse=enabled",
+		"--set", "podLabels.team=storage",
+		"--set", "podAnnotations.note=etcd",
+		"--set", "extraArgs={--log.level=debug}",
+		"--set", "serviceAccount.annotations.note=unused",
+		"--set", "imagePullSecrets[0].name=registry",
+	}
 }
