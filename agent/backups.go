@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/etcdpulse/etcdpulse/collectors"
@@ -151,8 +152,8 @@ func backupFindings(found []probes.BackupDir, dirs []string, now time.Time) []Fi
 		}
 		s := d.Newest
 		age := now.Sub(s.Time)
-		f.Value = fmt.Sprintf("%s old, %s", age.Round(time.Minute), s.Status)
-		f.Summary = fmt.Sprintf("%s: newest of %d snapshots %s, taken %s (%s ago), %s", dir, d.Snapshots, s.Name, s.Time.UTC().Format(time.RFC3339), age.Round(time.Minute), statusOr(s.Status))
+		f.Value = fmt.Sprintf("%s old, %s", backupAge(age), statusOr(s.Status))
+		f.Summary = fmt.Sprintf("%s: newest of %d snapshots %s, taken %s (%s ago), %s", dir, d.Snapshots, s.Name, s.Time.UTC().Format(time.RFC3339), backupAge(age), statusOr(s.Status))
 		if s.Reason != "" {
 			f.Summary += ": " + s.Reason
 		}
@@ -177,6 +178,14 @@ func backupFindings(found []probes.BackupDir, dirs []string, now time.Time) []Fi
 		fs = append(fs, f)
 	}
 	return fs
+}
+
+// backupAge prints an age in hours and minutes, in days beyond two.
+func backupAge(d time.Duration) string {
+	if d > 48*time.Hour {
+		return days(d)
+	}
+	return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
 }
 
 func statusOr(s string) string {
