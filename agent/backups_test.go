@@ -160,8 +160,8 @@ func backupCheck(t *testing.T, endpoints []string, mutate func(*Config)) map[str
 // Bad backups settings name the setting and its flag.
 func TestBackupsConfig(t *testing.T) {
 	cases := map[string]func(*Config){
-		`backups.dirs[0] (--backups.dirs): "snapshots" is not an absolute path`: func(c *Config) { c.Backups.Dirs = []string{"snapshots"} },
-		`backups.dirs[1] (--backups.dirs): "/a/" is listed twice`:              func(c *Config) { c.Backups.Dirs = []string{"/a", "/a/"} },
+		`backups.dirs[0] (--backups.dirs): "snapshots" is not an absolute path`:       func(c *Config) { c.Backups.Dirs = []string{"snapshots"} },
+		`backups.dirs[1] (--backups.dirs): "/a/" is listed twice`:                     func(c *Config) { c.Backups.Dirs = []string{"/a", "/a/"} },
 		`backups.dirs[0] (--backups.dirs): empty: name a directory of snapshot files`: func(c *Config) { c.Backups.Dirs = []string{""} },
 		`backups.read_rate (--backups.read-rate): must be 0 (no limit) or a number of bytes per second, got -1`: func(c *Config) {
 			c.Backups.Dirs = []string{"/a"}

@@ -83,11 +83,10 @@ type BackupSnapshot struct {
 	CheckDuration time.Duration
 
 	// What the steps of an unfinished check learnt: the snapshot's
-	// revisions, the cluster's hash at its revision, that its bytes are
-	// intact; retryAt is when the check is tried again.
+	// revisions and the cluster's hash at its revision; retryAt is when
+	// the check is tried again.
 	info    *SnapshotInfo
 	live    *liveHash
-	intact  bool
 	retryAt time.Time
 }
 
@@ -278,8 +277,8 @@ func (p *BackupProbe) check(ctx context.Context, t *Target, dir string, s *Backu
 // asked first, as soon as the snapshot's revision is read: a Kubernetes
 // API server compacts every 5 minutes, and the revision must still be
 // there. The file is read through (its trailer, then the hash of its
-// store) only after, and what each step learnt is kept in s for the next
-// attempt.
+// store) only after; the revisions and the cluster's hash are kept in s
+// for a next attempt.
 func (p *BackupProbe) verify(ctx context.Context, t *Target, path string, s *BackupSnapshot) (status, reason string, retry time.Duration) {
 	if s.Compression != "" {
 		return p.verifyCompressed(ctx, path, s)
@@ -302,18 +301,18 @@ func (p *BackupProbe) verify(ctx context.Context, t *Target, path string, s *Bac
 		}
 		s.live = live
 	}
-	if !s.intact {
-		err := CheckSnapshot(ctx, path, p.Limiter)
-		switch {
-		case errors.Is(err, ErrSnapshotCorrupt):
-			return BackupCorrupt, err.Error(), 0
-		case err != nil:
-			return BackupUnchecked, err.Error(), 0
-		}
-		s.intact = true
+	// The trailer's sequential read, paced, leaves the file in the page
+	// cache for the hash's walk, right after; then it is dropped.
+	defer DropSnapshotCache(path)
+	err := CheckSnapshot(ctx, path, p.Limiter)
+	switch {
+	case errors.Is(err, ErrSnapshotCorrupt):
+		return BackupCorrupt, err.Error(), 0
+	case err != nil:
+		return BackupUnchecked, err.Error(), 0
 	}
 	rev, live := s.info.Revision, s.live
-	h, err := HashSnapshot(ctx, path, rev, live.CompactRevision, p.Limiter)
+	h, err := HashSnapshot(ctx, path, rev, live.CompactRevision)
 	switch {
 	case errors.Is(err, ErrSnapshotCorrupt):
 		return BackupCorrupt, err.Error(), 0

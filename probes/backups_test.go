@@ -15,7 +15,7 @@ import (
 )
 
 // localTarget is a target pinned to the cluster's first member.
-func localTarget(t *testing.T, c *etcdtest.Cluster) *Target {
+func localTarget(t testing.TB, c *etcdtest.Cluster) *Target {
 	t.Helper()
 	ts, err := NewTargets(c.ClientURLs()[:1], ClientConfig{TLS: c.ClientTLSConfig(), DialTimeout: 2 * time.Second}, slog.New(slog.DiscardHandler))
 	if err != nil {

@@ -112,13 +112,14 @@ func NewReadLimiter(bytesPerSecond int64) *rate.Limiter {
 	return rate.NewLimiter(rate.Limit(bytesPerSecond), chunk)
 }
 
-// ReadSnapshot checks a snapshot file's integrity (CheckSnapshot) and
-// reads its revisions (SnapshotRevisions).
+// ReadSnapshot reads a snapshot file's revisions (SnapshotRevisions) and
+// checks its integrity (CheckSnapshot).
 func ReadSnapshot(ctx context.Context, path string, lim *rate.Limiter) (SnapshotInfo, error) {
 	info, err := SnapshotRevisions(path)
 	if err != nil {
 		return info, err
 	}
+	defer DropSnapshotCache(path)
 	return info, CheckSnapshot(ctx, path, lim)
 }
 
@@ -139,7 +140,7 @@ func SnapshotRevisions(path string) (SnapshotInfo, error) {
 	if !info.Checksum && info.Size%512 != 0 {
 		return info, corrupt("%d bytes: not whole pages, nor whole pages and etcd's sha256 trailer (truncated?)", info.Size)
 	}
-	err = viewSnapshot(path, dataSize(info.Size), func(tx *bolt.Tx) error {
+	err = viewSnapshot(path, dataSize(info.Size), false, func(tx *bolt.Tx) error {
 		rev, compact, err := snapshotRevisions(tx)
 		info.Revision, info.CompactRevision = rev, compact
 		return err
@@ -158,16 +159,16 @@ func dataSize(size int64) int64 {
 
 // CheckSnapshot checks a snapshot's bytes: its sha256 trailer, reading
 // the file once from start to end through lim; a file without a trailer
-// (a copy of a data directory's db) is walked by bolt's own consistency
-// check instead. Errors that wrap ErrSnapshotCorrupt are the file's
-// fault; others are the reading's.
+// (a copy of a data directory's db) is read the same way, then walked by
+// bolt's own consistency check. Either way the file is left in the page
+// cache for HashSnapshot; DropSnapshotCache drops it after. Errors that
+// wrap ErrSnapshotCorrupt are the file's fault; others are the reading's.
 func CheckSnapshot(ctx context.Context, path string, lim *rate.Limiter) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	defer dropCache(f)
 	st, err := f.Stat()
 	if err != nil {
 		return err
@@ -176,7 +177,11 @@ func CheckSnapshot(ctx context.Context, path string, lim *rate.Limiter) error {
 	if hasChecksum(size) {
 		return verifyTrailer(ctx, f, size-sha256.Size, lim)
 	}
-	return viewSnapshot(path, size, func(tx *bolt.Tx) error {
+	buf := make([]byte, chunk)
+	if _, err := io.CopyBuffer(io.Discard, &limitedReader{ctx: ctx, r: io.NewSectionReader(f, 0, size), lim: lim}, buf); err != nil {
+		return err
+	}
+	return viewSnapshot(path, size, true, func(tx *bolt.Tx) error {
 		var first error
 		for err := range tx.Check() { // drained: the check's goroutine ends
 			if first == nil {
@@ -185,6 +190,16 @@ func CheckSnapshot(ctx context.Context, path string, lim *rate.Limiter) error {
 		}
 		return first
 	})
+}
+
+// DropSnapshotCache tells the kernel that a checked snapshot's pages are
+// not needed again: a check must not keep etcd's own pages out of the
+// page cache for long.
+func DropSnapshotCache(path string) {
+	if f, err := os.Open(path); err == nil {
+		dropCache(f)
+		f.Close()
+	}
 }
 
 // verifyTrailer hashes the first n bytes of f and compares them with the
@@ -209,15 +224,23 @@ func verifyTrailer(ctx context.Context, f *os.File, n int64, lim *rate.Limiter) 
 // a read transaction, after checking that the file holds every page the
 // meta page counts. A fault on the mapped file (a page past its end) or a
 // panic of bolt on a page it cannot read is a corrupt snapshot, not a
-// crash.
-func viewSnapshot(path string, size int64, f func(*bolt.Tx) error) (err error) {
+// crash. populate maps the file's pages at once (MAP_POPULATE, on Linux)
+// for a walk of the whole database: bolt advises the kernel of random
+// reads, so each 4 KiB page would otherwise be faulted in on its own,
+// about ten times slower (docs/benchmarks.md); the pages come from the
+// page cache, where CheckSnapshot's sequential read left them.
+func viewSnapshot(path string, size int64, populate bool, f func(*bolt.Tx) error) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
 			err = corrupt("bolt cannot read the database: %v", r)
 		}
 	}()
-	db, err := bolt.Open(path, 0, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	opts := &bolt.Options{ReadOnly: true, Timeout: time.Second}
+	if populate {
+		opts.MmapFlags = mmapPopulate
+	}
+	db, err := bolt.Open(path, 0, opts)
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
 			return fmt.Errorf("%s is locked by another process: %w", path, err)
@@ -335,26 +358,23 @@ type SnapshotHash struct {
 // Keep leaves out, so the hashes still agree. etcdutl hashkv gets the same
 // hash from a copy it opens read-write through mvcc.NewStore, which
 // rebuilds the whole key index in memory; here the file is only read, in
-// two passes: the revisions after the snapshot's own compaction (the
-// keys they touch, by a 128-bit hash of each, never the keys themselves),
-// then every revision. Reads wait on lim per MiB of keys and values.
-func HashSnapshot(ctx context.Context, path string, rev, compactRev int64, lim *rate.Limiter) (SnapshotHash, error) {
+// two passes over the mapped file: the revisions after the snapshot's own
+// compaction (the keys they touch, by a 128-bit hash of each, never the
+// keys themselves), then every revision. Call it after CheckSnapshot,
+// whose read (paced by the read limit) leaves the file in the page cache.
+func HashSnapshot(ctx context.Context, path string, rev, compactRev int64) (SnapshotHash, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return SnapshotHash{}, err
 	}
 	size := dataSize(st.Size())
-	if f, err := os.Open(path); err == nil {
-		defer f.Close()
-		defer dropCache(f)
-	}
 	var out SnapshotHash
-	err = viewSnapshot(path, size, func(tx *bolt.Tx) error {
+	err = viewSnapshot(path, size, true, func(tx *bolt.Tx) error {
 		_, finished, err := snapshotRevisions(tx)
 		if err != nil {
 			return err
 		}
-		h := &snapHasher{ctx: ctx, lim: lim, keys: newKeyHasher(), rev: rev, compact: compactRev, finished: finished}
+		h := &snapHasher{ctx: ctx, keys: newKeyHasher(), rev: rev, compact: compactRev, finished: finished}
 		if err := h.learnLatest(tx.Bucket(snapKeyBucket)); err != nil {
 			return err
 		}
@@ -368,10 +388,9 @@ func HashSnapshot(ctx context.Context, path string, rev, compactRev int64, lim *
 // snapHasher holds one HashSnapshot's passes.
 type snapHasher struct {
 	ctx                    context.Context
-	lim                    *rate.Limiter
 	keys                   keyHasher
 	rev, compact, finished int64
-	pending                int // bytes read since the last wait
+	n                      int // entries since ctx was last checked
 	// latest is, per key touched after the finished compaction, its
 	// latest revision up to rev (negative: a tombstone).
 	latest map[keyID]int64
@@ -382,15 +401,11 @@ type snapHasher struct {
 // tombstoneRev marks a latest revision that is a tombstone.
 func tombstoneRev(main int64) int64 { return -main }
 
-// account waits on the limiter for every MiB read, and checks ctx.
-func (h *snapHasher) account(n int) error {
-	h.pending += n
-	if h.pending < chunk {
+// account checks ctx every 1024 entries.
+func (h *snapHasher) account() error {
+	h.n++
+	if h.n%1024 != 0 {
 		return nil
-	}
-	h.pending -= chunk
-	if h.lim != nil {
-		return h.lim.WaitN(h.ctx, chunk)
 	}
 	return h.ctx.Err()
 }
@@ -425,7 +440,7 @@ func (h *snapHasher) learnLatest(kb *bolt.Bucket) error {
 		} else {
 			h.latest[id] = main
 		}
-		if err := h.account(len(k) + len(v)); err != nil {
+		if err := h.account(); err != nil {
 			return err
 		}
 	}
@@ -490,7 +505,7 @@ func (h *snapHasher) hash(kb *bolt.Bucket) (uint32, error) {
 		if main > h.rev {
 			break
 		}
-		if err := h.account(len(k) + len(v)); err != nil {
+		if err := h.account(); err != nil {
 			return 0, err
 		}
 		if main <= h.compact && h.alive {

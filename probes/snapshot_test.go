@@ -112,7 +112,7 @@ func TestHashSnapshotMatchesEtcd(t *testing.T) {
 		if err != nil {
 			t.Fatalf("HashKV at %d: %v", info.Revision, err)
 		}
-		got, err := HashSnapshot(ctx, path, info.Revision, want.CompactRevision, nil)
+		got, err := HashSnapshot(ctx, path, info.Revision, want.CompactRevision)
 		if err != nil {
 			t.Fatalf("HashSnapshot: %v", err)
 		}
@@ -148,7 +148,7 @@ func TestHashSnapshotMatchesEtcd(t *testing.T) {
 
 	// Without the member's compact revision, the snapshot's own would
 	// give another hash: the member's is what makes them agree.
-	own, err := HashSnapshot(ctx, s2, info.Revision, info.CompactRevision, nil)
+	own, err := HashSnapshot(ctx, s2, info.Revision, info.CompactRevision)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +203,7 @@ func TestHashSnapshotMatchesEtcd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := HashSnapshot(ctx, empty, infoE.Revision, want.CompactRevision, nil)
+	got, err := HashSnapshot(ctx, empty, infoE.Revision, want.CompactRevision)
 	if err != nil {
 		t.Fatal(err)
 	}
