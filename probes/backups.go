@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -245,8 +246,10 @@ func sameFile(a, b *BackupSnapshot) bool {
 func (p *BackupProbe) check(ctx context.Context, t *Target, dir string, s *BackupSnapshot) {
 	start := time.Now()
 	path := filepath.Join(dir, s.Name)
-	status, reason, retry := p.verify(ctx, t, path, s)
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) && status == BackupUnchecked {
+	status, reason, cause := p.verify(ctx, t, path, s)
+	var retry time.Duration
+	outOfTime := errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(cause, context.DeadlineExceeded)
+	if outOfTime && status == BackupUnchecked {
 		reason = "the check ran out of time (backups.timeout); raise it, or backups.read_rate: " + reason
 		retry = backupRetryAfterDeadline
 	}
@@ -266,20 +269,24 @@ func (p *BackupProbe) check(ctx context.Context, t *Target, dir string, s *Backu
 	case BackupCorrupt, BackupMismatched:
 		p.log().Error("backup check failed", attrs...)
 	case BackupUnchecked:
-		p.log().Warn("backup not checked", attrs...)
+		if strings.Contains(reason, notComparedYet) {
+			p.log().Debug("backup not checked", attrs...) // every start
+		} else {
+			p.log().Warn("backup not checked", attrs...)
+		}
 	default:
 		p.log().Info("backup checked", attrs...)
 	}
 }
 
-// verify returns the snapshot's status, why, and, for a check that did
-// not finish, how long to wait before the next attempt. The cluster is
+// verify returns the snapshot's status, why, and for a check that could
+// not finish, the error that stopped it. The cluster is
 // asked first, as soon as the snapshot's revision is read: a Kubernetes
 // API server compacts every 5 minutes, and the revision must still be
 // there. The file is read through (its trailer, then the hash of its
 // store) only after; the revisions and the cluster's hash are kept in s
 // for a next attempt.
-func (p *BackupProbe) verify(ctx context.Context, t *Target, path string, s *BackupSnapshot) (status, reason string, retry time.Duration) {
+func (p *BackupProbe) verify(ctx context.Context, t *Target, path string, s *BackupSnapshot) (status, reason string, cause error) {
 	if s.Compression != "" {
 		return p.verifyCompressed(ctx, path, s)
 	}
@@ -287,9 +294,9 @@ func (p *BackupProbe) verify(ctx context.Context, t *Target, path string, s *Bac
 		info, err := SnapshotRevisions(path)
 		switch {
 		case errors.Is(err, ErrSnapshotCorrupt):
-			return BackupCorrupt, err.Error(), 0
+			return BackupCorrupt, err.Error(), nil
 		case err != nil:
-			return BackupUnchecked, err.Error(), 0
+			return BackupUnchecked, err.Error(), err
 		}
 		s.info = &info
 		s.Revision, s.CompactRevision = info.Revision, info.CompactRevision
@@ -297,7 +304,7 @@ func (p *BackupProbe) verify(ctx context.Context, t *Target, path string, s *Bac
 	if s.live == nil {
 		live, status, reason := p.askCluster(ctx, t, s.info)
 		if live == nil {
-			return status, reason, 0
+			return status, reason, nil
 		}
 		s.live = live
 	}
@@ -307,22 +314,25 @@ func (p *BackupProbe) verify(ctx context.Context, t *Target, path string, s *Bac
 	err := CheckSnapshot(ctx, path, p.Limiter)
 	switch {
 	case errors.Is(err, ErrSnapshotCorrupt):
-		return BackupCorrupt, err.Error(), 0
+		return BackupCorrupt, err.Error(), nil
 	case err != nil:
-		return BackupUnchecked, err.Error(), 0
+		return BackupUnchecked, err.Error(), err
 	}
 	rev, live := s.info.Revision, s.live
 	h, err := HashSnapshot(ctx, path, rev, live.CompactRevision)
 	switch {
 	case errors.Is(err, ErrSnapshotCorrupt):
-		return BackupCorrupt, err.Error(), 0
+		return BackupCorrupt, err.Error(), nil
 	case err != nil:
-		return BackupUnchecked, err.Error(), 0
+		return BackupUnchecked, err.Error(), err
 	case h.Hash != live.Hash:
-		return BackupMismatched, fmt.Sprintf("at revision %d (compact revision %d) the snapshot hashes %d, member %s %d", rev, live.CompactRevision, h.Hash, live.Member, live.Hash), 0
+		return BackupMismatched, fmt.Sprintf("at revision %d (compact revision %d) the snapshot hashes %d, member %s %d", rev, live.CompactRevision, h.Hash, live.Member, live.Hash), nil
 	}
-	return BackupVerified, fmt.Sprintf("hash %d at revision %d (compact revision %d), as member %s's", h.Hash, rev, live.CompactRevision, live.Member), 0
+	return BackupVerified, fmt.Sprintf("hash %d at revision %d (compact revision %d), as member %s's", h.Hash, rev, live.CompactRevision, live.Member), nil
 }
+
+// notComparedYet starts the reason of a check waiting for the cluster.
+const notComparedYet = "not compared with the cluster yet: "
 
 // liveHash is the cluster's HashKV at a snapshot's revision.
 type liveHash struct {
@@ -336,7 +346,7 @@ type liveHash struct {
 func (p *BackupProbe) askCluster(ctx context.Context, t *Target, info *SnapshotInfo) (*liveHash, string, string) {
 	if p.View != nil {
 		if why := clusterUnfit(p.View()); why != "" {
-			return nil, BackupUnchecked, "not compared with the cluster yet: " + why
+			return nil, BackupUnchecked, notComparedYet + why
 		}
 	}
 	if t == nil || t.Maintenance == nil {
@@ -379,7 +389,7 @@ func clusterUnfit(v View) string {
 
 // verifyCompressed streams a compressed snapshot through its decompressor,
 // which checks the container's CRC, and the sha256 trailer inside.
-func (p *BackupProbe) verifyCompressed(ctx context.Context, path string, s *BackupSnapshot) (status, reason string, retry time.Duration) {
+func (p *BackupProbe) verifyCompressed(ctx context.Context, path string, s *BackupSnapshot) (status, reason string, cause error) {
 	var sum trailerSum
 	var err error
 	switch s.Compression {
@@ -388,23 +398,24 @@ func (p *BackupProbe) verifyCompressed(ctx context.Context, path string, s *Back
 	case "gz", "bz2":
 		err = readStream(ctx, path, s.Compression, p.Limiter, &sum)
 	default:
-		return BackupUnchecked, fmt.Sprintf("compressed with %s, which the agent does not read", s.Compression), 0
+		return BackupUnchecked, fmt.Sprintf("compressed with %s, which the agent does not read", s.Compression), nil
 	}
 	switch {
-	case err != nil && ctx.Err() != nil:
-		return BackupUnchecked, err.Error(), 0
-	case errors.Is(err, os.ErrNotExist), errors.Is(err, os.ErrPermission):
-		return BackupUnchecked, err.Error(), 0
+	case err != nil && (ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded)):
+		return BackupUnchecked, err.Error(), err
+	case errors.As(err, new(*fs.PathError)):
+		// The file system's error, not the format's.
+		return BackupUnchecked, err.Error(), err
 	case err != nil:
-		return BackupCorrupt, fmt.Sprintf("%s: %v", s.Compression, err), 0
+		return BackupCorrupt, fmt.Sprintf("%s: %v", s.Compression, err), nil
 	}
 	if !hasChecksum(sum.n) {
-		return BackupCompressed, fmt.Sprintf("the %s container is intact; the %d bytes inside have no sha256 trailer", s.Compression, sum.n), 0
+		return BackupCompressed, fmt.Sprintf("the %s container is intact; the %d bytes inside have no sha256 trailer", s.Compression, sum.n), nil
 	}
 	if !sum.ok() {
-		return BackupCorrupt, fmt.Sprintf("%s: the sha256 of the database inside does not match its trailer", s.Compression), 0
+		return BackupCorrupt, fmt.Sprintf("%s: the sha256 of the database inside does not match its trailer", s.Compression), nil
 	}
-	return BackupCompressed, fmt.Sprintf("the %s container and the sha256 trailer inside are intact; the store is not hashed in a compressed file", s.Compression), 0
+	return BackupCompressed, fmt.Sprintf("the %s container and the sha256 trailer inside are intact; the store is not hashed in a compressed file", s.Compression), nil
 }
 
 // trailerSum hashes all but the last 32 bytes written, and keeps those.

@@ -3,6 +3,7 @@ package probes
 import (
 	"archive/zip"
 	"compress/gzip"
+	"context"
 	"crypto/sha256"
 	"log/slog"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/etcdpulse/etcdpulse/internal/etcdtest"
 )
@@ -199,6 +202,37 @@ func TestBackupProbeChecksOnce(t *testing.T) {
 	next := wantStatus(t, backupDir(t, p, tg, dir), BackupVerified)
 	if next.Name != "etcd-snapshot-node1-1717003600" || next.Revision <= first.Revision {
 		t.Errorf("newest %s at revision %d, want the new snapshot after %d", next.Name, next.Revision, first.Revision)
+	}
+}
+
+// A check that runs out of time is unchecked, says so, and is not tried
+// again at the next run (it would read the file again and again).
+func TestBackupProbeOutOfTime(t *testing.T) {
+	c := etcdtest.Start(t, etcdtest.Options{})
+	cli := c.Client(t)
+	tg := localTarget(t, c)
+	dir := t.TempDir()
+	history(t, cli, "/k/", 10)
+	saveSnapshot(t, cli, dir, "snapshot.db")
+	// 4 KiB a second: the trailer's read of the file (tens of KiB)
+	// outlasts the run's deadline.
+	p := &BackupProbe{Dirs: []string{dir}, Limiter: rate.NewLimiter(4096, chunk), Logger: slog.New(slog.DiscardHandler)}
+	ctx, cancel := context.WithTimeout(snapCtx(t), 2*time.Second)
+	defer cancel()
+	if err := p.Run(ctx, tg); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := p.Dir(dir)
+	s := wantStatus(t, d, BackupUnchecked)
+	if !strings.Contains(s.Reason, "backups.timeout") || s.Revision == 0 {
+		t.Fatalf("reason %q, revision %d: want the timeout named, the revision read", s.Reason, s.Revision)
+	}
+	if err := p.Run(snapCtx(t), tg); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := p.Dir(dir)
+	if !again.Newest.CheckedAt.Equal(s.CheckedAt) || again.Newest.Status != BackupUnchecked {
+		t.Errorf("checked again at once: %+v", again.Newest)
 	}
 }
 

@@ -97,6 +97,10 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 	}
 	if l.lim != nil {
 		if err := l.lim.WaitN(l.ctx, len(p)); err != nil {
+			if l.ctx.Err() == nil {
+				// The limiter foresees the deadline before it passes.
+				err = fmt.Errorf("%w: the read at the rate limit would end after the deadline", context.DeadlineExceeded)
+			}
 			return 0, err
 		}
 	}
