@@ -679,7 +679,7 @@ func backupsGroup() Group {
 			For:         15 * time.Minute,
 			Severity:    Warning,
 			Summary:     "A directory of etcd snapshots holds none.",
-			Description: `{{ $labels.dir }} on {{ $labels.instance }} (beside member ` + localMember + ` of etcd cluster {{ $labels.cluster }}) holds no snapshot: it is missing, unreadable or empty, and has been for a day, or its snapshots vanished. There is no backup to restore from there.`,
+			Description: `{{ $labels.dir }} on {{ $labels.instance }} (beside member ` + localMember + ` of etcd cluster {{ $labels.cluster }}) holds no snapshot ({{ $value }} files): it is missing, unreadable or empty, and has been for a day, or its snapshots vanished. There is no backup to restore from there.`,
 		},
 		{
 			Alert:       "EtcdBackupCorrupt",
@@ -687,7 +687,7 @@ func backupsGroup() Group {
 			For:         5 * time.Minute,
 			Severity:    Warning,
 			Summary:     "The newest etcd snapshot is corrupt.",
-			Description: `The newest snapshot in {{ $labels.dir }} on {{ $labels.instance }} (beside member ` + localMember + ` of etcd cluster {{ $labels.cluster }}) is corrupt: its sha256 trailer does not match, it is truncated, or its database or compressed container cannot be read. It cannot be restored; the agent's log and etcdpulse check say which file and why.`,
+			Description: `The newest snapshot in {{ $labels.dir }} on {{ $labels.instance }} (beside member ` + localMember + ` of etcd cluster {{ $labels.cluster }}) is corrupt (status {{ $value }}): its sha256 trailer does not match, it is truncated, or its database or compressed container cannot be read. It cannot be restored; the agent's log and etcdpulse check say which file and why.`,
 		},
 		{
 			Alert:       "EtcdBackupMismatch",
@@ -695,7 +695,7 @@ func backupsGroup() Group {
 			For:         5 * time.Minute,
 			Severity:    Warning,
 			Summary:     "The newest etcd snapshot does not hold the cluster's data.",
-			Description: `The newest snapshot in {{ $labels.dir }} on {{ $labels.instance }} (beside member ` + localMember + ` of etcd cluster {{ $labels.cluster }}) is intact, but its key-value store differs from the cluster's at its revision (HashKV), or its revision is ahead of the cluster's: a snapshot of another cluster, or of history this cluster no longer has. Restoring it would not bring back this cluster.`,
+			Description: `The newest snapshot in {{ $labels.dir }} on {{ $labels.instance }} (beside member ` + localMember + ` of etcd cluster {{ $labels.cluster }}) is intact (mismatched {{ $value }}), but its key-value store differs from the cluster's at its revision (HashKV), or its revision is ahead of the cluster's: a snapshot of another cluster, or of history this cluster no longer has. Restoring it would not bring back this cluster.`,
 		},
 	}}
 }
