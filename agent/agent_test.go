@@ -115,6 +115,8 @@ func TestLiveMetrics(t *testing.T) {
 	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	backups := t.TempDir()
+	writeSnapshot(t, c.Client(t), backups, "snapshot.db")
 	a := startAgent(t, []string{c.Member(0).ClientURL()}, func(cfg *Config) {
 		// Everything on: the member's own data dir, this process as
 		// "etcd" (the members run in it), etcd's own metrics, and the
@@ -126,6 +128,8 @@ func TestLiveMetrics(t *testing.T) {
 		cfg.Disk.Interval = Duration(time.Second)
 		cfg.Disk.Timeout = Duration(time.Second)
 		cfg.Certificates.Dir = etcdtest.NewTLS(t).Dir
+		cfg.Backups.Dirs = []string{backups}
+		cfg.Backups.Interval = Duration(time.Second)
 	})
 	a.waitFor(t, "a healthy cluster", healthyCluster(3)...)
 	a.waitFor(t, "every probe succeeded once",
@@ -134,7 +138,8 @@ func TestLiveMetrics(t *testing.T) {
 		gauge("etcdpulse_probe_success", 1, "probe", "network"),
 		gauge("etcdpulse_probe_success", 1, "probe", "hash"),
 		gauge("etcdpulse_etcd_metrics_up", 1),
-		gauge("etcdpulse_network_peer_up", 1, "phase", "request"))
+		gauge("etcdpulse_network_peer_up", 1, "phase", "request"),
+		gauge("etcdpulse_backup_status", 1, "status", "verified"))
 	// Present only in some states: a refused fsync probe, etcd's own peer
 	// RTT, which etcd records every 30 s, an agent that etcd refuses,
 	// failed probe runs, and watches etcd ended.

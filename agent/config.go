@@ -27,6 +27,8 @@ type Config struct {
 	Host    HostConfig    `yaml:"host"`
 	// Certificates is the certificates capability's (certificates.go).
 	Certificates CertificatesConfig `yaml:"certificates"`
+	// Backups is the backups capability's (backups.go).
+	Backups BackupsConfig `yaml:"backups"`
 }
 
 // EtcdConfig says how to reach the local member and where its data is.

@@ -651,3 +651,51 @@ func certExpiresWithin(n int) string {
 
 // certDescription names the certificate and its time left.
 const certDescription = `{{ if $labels.member }}The certificate member {{ $labels.member }} of etcd cluster {{ $labels.cluster }} serves on its {{ $labels.port }} port{{ else if eq $labels.source "agent" }}The etcdpulse agent's client certificate on {{ $labels.instance }} (beside member ` + localMember + ` of etcd cluster {{ $labels.cluster }}){{ else }}The certificate {{ $labels.file }} of certificates.dir on {{ $labels.instance }} (beside member ` + localMember + ` of etcd cluster {{ $labels.cluster }}){{ end }} {{ if lt $value 0.0 }}has expired{{ else }}expires in {{ $value | humanizeDuration }}{{ end }}.`
+
+// Backups: each directory of backups.dirs is a node's (by instance, dir).
+// A snapshot is daily at the least (k3s and RKE2 take one every 12 hours
+// by default, a CronJob usually daily): 25 hours is one missed daily
+// backup with an hour's slack for a late or slow one, and two missed k3s
+// ones.
+func backupsGroup() Group {
+	return Group{Name: "etcdpulse.backups", Rules: []Rule{
+		{
+			Alert:       "EtcdBackupTooOld",
+			Expr:        `time() - max by (cluster, instance, dir) (etcdpulse_backup_last_timestamp_seconds) > 25 * 3600`,
+			For:         15 * time.Minute,
+			Severity:    Warning,
+			Summary:     "The newest etcd snapshot is more than 25 hours old.",
+			Description: `The newest snapshot in {{ $labels.dir }} on {{ $labels.instance }} (beside member ` + localMember + ` of etcd cluster {{ $labels.cluster }}) was taken {{ $value | humanizeDuration }} ago: the backup job has stopped, or writes elsewhere. A restore now would lose everything since.`,
+		},
+		{
+			Alert: "EtcdBackupMissing",
+			// No snapshot now, and either there was one within 25 hours
+			// (deleted, or the directory's mount lost) or there was none
+			// 25 hours ago either: a directory configured before its
+			// first backup does not fire for a day.
+			Expr: `max by (cluster, instance, dir) (etcdpulse_backup_snapshots) == 0` +
+				` and (max by (cluster, instance, dir) (max_over_time(etcdpulse_backup_snapshots[25h])) > 0` +
+				` or max by (cluster, instance, dir) (etcdpulse_backup_snapshots offset 25h) == 0)`,
+			For:         15 * time.Minute,
+			Severity:    Warning,
+			Summary:     "A directory of etcd snapshots holds none.",
+			Description: `{{ $labels.dir }} on {{ $labels.instance }} (beside member ` + localMember + ` of etcd cluster {{ $labels.cluster }}) holds no snapshot ({{ $value }} files): it is missing, unreadable or empty, and has been for a day, or its snapshots vanished. There is no backup to restore from there.`,
+		},
+		{
+			Alert:       "EtcdBackupCorrupt",
+			Expr:        `max by (cluster, instance, dir) (etcdpulse_backup_status{status="corrupt"}) == 1`,
+			For:         5 * time.Minute,
+			Severity:    Warning,
+			Summary:     "The newest etcd snapshot is corrupt.",
+			Description: `The newest snapshot in {{ $labels.dir }} on {{ $labels.instance }} (beside member ` + localMember + ` of etcd cluster {{ $labels.cluster }}) is corrupt (status {{ $value }}): its sha256 trailer does not match, it is truncated, or its database or compressed container cannot be read. It cannot be restored; the agent's log and etcdpulse check say which file and why.`,
+		},
+		{
+			Alert:       "EtcdBackupMismatch",
+			Expr:        `max by (cluster, instance, dir) (etcdpulse_backup_status{status="mismatched"}) == 1`,
+			For:         5 * time.Minute,
+			Severity:    Warning,
+			Summary:     "The newest etcd snapshot does not hold the cluster's data.",
+			Description: `The newest snapshot in {{ $labels.dir }} on {{ $labels.instance }} (beside member ` + localMember + ` of etcd cluster {{ $labels.cluster }}) is intact (mismatched {{ $value }}), but its key-value store differs from the cluster's at its revision (HashKV), or its revision is ahead of the cluster's: a snapshot of another cluster, or of history this cluster no longer has. Restoring it would not bring back this cluster.`,
+		},
+	}}
+}

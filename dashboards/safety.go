@@ -7,18 +7,24 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
 )
 
-// The slow failures: certificates that expire and a cluster configured
-// unlike itself. Nothing here pages within minutes; it is the board to look
+// The slow failures: certificates that expire, backups that stop or would
+// not restore, and a cluster configured unlike itself. Nothing here pages within minutes; it is the board to look
 // at before a maintenance window, and after an upgrade.
 
 func safety() (dashboard.Dashboard, error) {
-	return finish(newDashboard("etcdpulse-safety", "etcdpulse / Certificates and configuration",
-		"The slow failures: certificates near expiry (the agent's, each member's client and peer ports, and the certificate directory), and configuration drift across members (versions, quotas, voters, learners, raft timing against the peer round trip, corruption checks, downgrades, cluster IDs).").
+	return finish(newDashboard("etcdpulse-safety", "etcdpulse / Certificates, backups and configuration",
+		"The slow failures: certificates near expiry (the agent's, each member's client and peer ports, and the certificate directory), backups (the newest snapshot of each directory of backups.dirs: its age and whether it restores this cluster's data), and configuration drift across members (versions, quotas, voters, learners, raft timing against the peer round trip, corruption checks, downgrades, cluster IDs).").
 		WithRow(dashboard.NewRowBuilder("Certificates")).
 		WithPanel(certSoonestStat()).
 		WithPanel(certCAMismatchStat()).
 		WithPanel(certClientRequiredStat()).
 		WithPanel(certExpiryTable()).
+		WithRow(dashboard.NewRowBuilder("Backups")).
+		WithPanel(backupOldestStat()).
+		WithPanel(backupProblemsStat()).
+		WithPanel(backupStatusTable()).
+		WithPanel(backupAgeTimeseries()).
+		WithPanel(backupSizeTimeseries()).
 		WithRow(dashboard.NewRowBuilder("Configuration drift")).
 		WithPanel(etcdVersionsStat()).
 		WithPanel(quotasStat()).
@@ -144,4 +150,48 @@ func raftTimingTimeseries() *timeseries.PanelBuilder {
 		WithTarget(prometheusQuery(`max by (instance) (`+node("etcdpulse_etcd_heartbeat_interval_seconds")+`)`, "heartbeat {{instance}}")).
 		WithTarget(prometheusQuery(`max by (instance) (`+node("etcdpulse_etcd_election_timeout_seconds")+`)`, "election timeout {{instance}}")).
 		WithTarget(prometheusQuery(`max by (instance) (sum by (instance, peer) (`+rate(node("etcdpulse_network_peer_rtt_seconds_sum", `phase="connect_peer"`))+`) / sum by (instance, peer) (`+rate(node("etcdpulse_network_peer_rtt_seconds_count", `phase="connect_peer"`))+`))`, "slowest peer RTT {{instance}}"))
+}
+
+// backupAge is the age of each directory's newest snapshot.
+var backupAge = `time() - max by (cluster, instance, dir) (` + node("etcdpulse_backup_last_timestamp_seconds") + `)`
+
+func backupOldestStat() *stat.PanelBuilder {
+	return defaultStat("Oldest newest backup",
+		"Age of the newest snapshot of the directory whose newest is the oldest (every directory of backups.dirs on the chosen nodes); a directory with no snapshot shows as none. Warning over 25 hours: a daily backup missed.",
+		"s", "EtcdBackupTooOld", "EtcdBackupMissing").
+		Span(6).
+		Thresholds(thresholds("green", step{25 * 3600, "orange"})).
+		WithTarget(instantQuery(`max(`+backupAge+`)`, "oldest"))
+}
+
+func backupProblemsStat() *stat.PanelBuilder {
+	return defaultStat("Backups that would not restore",
+		"Directories whose newest snapshot is corrupt (sha256 trailer, truncated, unreadable database or compressed container) or mismatched (its HashKV at its revision differs from the cluster's, or it is ahead of the cluster), or that hold no snapshot.",
+		"none", "EtcdBackupCorrupt", "EtcdBackupMismatch", "EtcdBackupMissing").
+		Span(6).
+		Decimals(0).
+		Thresholds(thresholds("green", step{1, "red"})).
+		WithTarget(instantQuery(`count(max by (cluster, instance, dir) (`+node("etcdpulse_backup_status", `status=~"corrupt|mismatched"`)+`) == 1 or max by (cluster, instance, dir) (`+node("etcdpulse_backup_snapshots")+`) == 0) or vector(0)`, "directories"))
+}
+
+func backupStatusTable() *table.PanelBuilder {
+	return defaultTable("Newest snapshot by directory",
+		"Each directory's newest snapshot and its check: verified (its hash at its revision is the cluster's), unverifiable (the cluster has compacted its revision), mismatched, corrupt, compressed (container and trailer intact, store not hashed), unchecked (not checked yet, or the check could not finish: the agent's log says why). The value is the snapshot's revision.",
+		"none", "EtcdBackupCorrupt", "EtcdBackupMismatch").
+		Span(12).
+		WithTarget(tableQuery(`max by (cluster, instance, dir, status) (` + node("etcdpulse_backup_status") + ` == 1) * on (cluster, instance, dir) group_left max by (cluster, instance, dir) (` + node("etcdpulse_backup_last_revision") + `) or max by (cluster, instance, dir, status) (` + node("etcdpulse_backup_status") + ` == 1)`))
+}
+
+func backupAgeTimeseries() *timeseries.PanelBuilder {
+	return withThresholdLines(defaultTimeseries("Newest snapshot age",
+		"Age of each directory's newest snapshot: a saw tooth whose teeth are the backup schedule; a line that keeps rising is a backup job that stopped.",
+		"s", "EtcdBackupTooOld"), "transparent", step{25 * 3600, "orange"}).
+		WithTarget(prometheusQuery(backupAge, "{{instance}} {{dir}}"))
+}
+
+func backupSizeTimeseries() *timeseries.PanelBuilder {
+	return defaultTimeseries("Newest snapshot size",
+		"Size of each directory's newest snapshot file: it follows the database size; a sudden drop is a snapshot of something else, or a truncated one.",
+		"bytes").
+		WithTarget(prometheusQuery(`max by (cluster, instance, dir) (`+node("etcdpulse_backup_last_size_bytes")+`)`, "{{instance}} {{dir}}"))
 }

@@ -516,6 +516,7 @@ func TestSchemaRejects(t *testing.T) {
 		{"bad severity", []string{"--set", "prometheusRule.customRules.EtcdFsyncSlow.severity=page"}, []string{"severity"}},
 		{"bad duration", []string{"--set", "prometheusRule.customRules.EtcdFsyncSlow.for=5 minutes"}, []string{"for"}},
 		{"relative data dir", []string{"--set", "etcd.dataDir=var/lib/etcd"}, []string{"dataDir"}},
+		{"relative backup dir", []string{"--set", "backups.dirs={snapshots}"}, []string{"backups", "dirs"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			stderr := renderFails(t, tc.args...)

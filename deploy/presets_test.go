@@ -136,9 +136,10 @@ var presets = map[string]preset{
 			"--etcd.metrics-url=http://127.0.0.1:2381/metrics",
 			"--disk.probe-dir=/var/lib/rancher/k3s/server/db/.etcdpulse-probe",
 			"--certificates.dir=/var/lib/rancher/k3s/server/tls/etcd",
+			"--backups.dirs=/var/lib/rancher/k3s/server/db/snapshots",
 			"--host.process-name=k3s-server",
 		},
-		mounts:   map[string]string{"/var/lib/rancher/k3s/server/tls/etcd": "ro", "/var/lib/rancher/k3s/server/db/etcd": "ro", "/var/lib/rancher/k3s/server/db/.etcdpulse-probe": "rw"},
+		mounts:   map[string]string{"/var/lib/rancher/k3s/server/tls/etcd": "ro", "/var/lib/rancher/k3s/server/db/etcd": "ro", "/var/lib/rancher/k3s/server/db/.etcdpulse-probe": "rw", "/var/lib/rancher/k3s/server/db/snapshots": "ro"},
 		nodeRole: "node-role.kubernetes.io/etcd",
 	},
 	"rke2": {
@@ -151,9 +152,10 @@ var presets = map[string]preset{
 			"--etcd.metrics-url=http://127.0.0.1:2381/metrics",
 			"--disk.probe-dir=/var/lib/rancher/rke2/server/db/.etcdpulse-probe",
 			"--certificates.dir=/var/lib/rancher/rke2/server/tls/etcd",
+			"--backups.dirs=/var/lib/rancher/rke2/server/db/snapshots",
 			"--host.process-name=etcd",
 		},
-		mounts:   map[string]string{"/var/lib/rancher/rke2/server/tls/etcd": "ro", "/var/lib/rancher/rke2/server/db/etcd": "ro", "/var/lib/rancher/rke2/server/db/.etcdpulse-probe": "rw"},
+		mounts:   map[string]string{"/var/lib/rancher/rke2/server/tls/etcd": "ro", "/var/lib/rancher/rke2/server/db/etcd": "ro", "/var/lib/rancher/rke2/server/db/.etcdpulse-probe": "rw", "/var/lib/rancher/rke2/server/db/snapshots": "ro"},
 		nodeRole: "node-role.kubernetes.io/etcd",
 	},
 	"k0s": {
@@ -290,12 +292,14 @@ func TestOverridesWin(t *testing.T) {
 		"--etcd.metrics-url=http://127.0.0.1:2382/metrics",
 		"--disk.probe-dir=/srv/etcd/probe",
 		"--certificates.dir=/srv/etcd/pki",
+		// RKE2 keeps its snapshots beside the etcd directory.
+		"--backups.dirs=/srv/etcd/snapshots",
 		"--host.process-name=etcd-server",
 	}
 	if !slices.Equal(ctr.Args, wantArgs) {
 		t.Errorf("args\n  %s\nwant\n  %s", strings.Join(ctr.Args, "\n  "), strings.Join(wantArgs, "\n  "))
 	}
-	wantMounts := map[string]string{"/srv/etcd/pki": "ro", "/srv/etcd/data": "ro", "/srv/etcd/probe": "rw"}
+	wantMounts := map[string]string{"/srv/etcd/pki": "ro", "/srv/etcd/data": "ro", "/srv/etcd/probe": "rw", "/srv/etcd/snapshots": "ro"}
 	if got := mounts(pod); !maps.Equal(got, wantMounts) {
 		t.Errorf("mounts %v, want %v", got, wantMounts)
 	}
@@ -409,6 +413,58 @@ func TestCertificatesDir(t *testing.T) {
 		}
 		if tc.mount == "" && len(m) != 3 {
 			t.Errorf("%s: mounts %v, want only the preset's", tc.set, m)
+		}
+	}
+}
+
+// backups.dirs: the preset's (k3s, RKE2), the user's, or none ("-");
+// each mounted read-only, DirectoryOrCreate.
+func TestBackupsDirs(t *testing.T) {
+	for _, tc := range []struct {
+		distribution string
+		set          []string
+		want         []string
+	}{
+		{"kubeadm", nil, nil},
+		{"k3s", nil, []string{"/var/lib/rancher/k3s/server/db/snapshots"}},
+		{"rke2", nil, []string{"/var/lib/rancher/rke2/server/db/snapshots"}},
+		{"kubeadm", []string{"backups.dirs={/srv/etcd-backup,/mnt/nfs/etcd/}"}, []string{"/srv/etcd-backup", "/mnt/nfs/etcd"}},
+		{"k3s", []string{"backups.dirs={/srv/etcd-backup}"}, []string{"/srv/etcd-backup"}},
+		{"k3s", []string{"backups.dirs={-}"}, nil},
+		{"k3s", []string{"etcd.dataDir=/data/k3s/server/db/etcd"}, []string{"/data/k3s/server/db/snapshots"}},
+		{"kubeadm", []string{"etcd.dataDir=/data/etcd"}, nil},
+	} {
+		args := []string{"--set", "distribution=" + tc.distribution}
+		for _, s := range tc.set {
+			args = append(args, "--set", s)
+		}
+		pod := renderDaemonSet(t, args...)
+		var got []string
+		for _, a := range pod.Containers[0].Args {
+			if d, ok := strings.CutPrefix(a, "--backups.dirs="); ok {
+				got = append(got, d)
+			}
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s %v: --backups.dirs %v, want %v", tc.distribution, tc.set, got, tc.want)
+		}
+		m := mounts(pod)
+		for _, d := range tc.want {
+			if m[d] != "ro" {
+				t.Errorf("%s %v: mounts %v, want %s read-only", tc.distribution, tc.set, m, d)
+			}
+		}
+		n := 0
+		for _, v := range pod.Volumes {
+			if strings.HasPrefix(v.Name, "backups-") {
+				n++
+				if v.HostPath == nil || v.HostPath.Type != "DirectoryOrCreate" {
+					t.Errorf("volume %s: %+v, want a DirectoryOrCreate hostPath", v.Name, v.HostPath)
+				}
+			}
+		}
+		if n != len(tc.want) {
+			t.Errorf("%s %v: %d backup volumes, want %d", tc.distribution, tc.set, n, len(tc.want))
 		}
 	}
 }

@@ -145,6 +145,9 @@ metricRelabelings:
 {{- with $s.certificatesDir }}
 {{- $a = append $a (printf "--certificates.dir=%s" .) }}
 {{- end }}
+{{- range $s.backupDirs }}
+{{- $a = append $a (printf "--backups.dirs=%s" .) }}
+{{- end }}
 {{- if not .Values.processMetrics.enabled }}
 {{- /* An empty name and no PID file: no process metrics, the host's still. */}}
 {{- $a = append $a "--host.process-name=" }}

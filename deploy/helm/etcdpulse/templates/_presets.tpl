@@ -9,6 +9,7 @@ other template reads etcdpulse.settings only.
 | certDir | /etc/kubernetes/pki/etcd | /var/lib/rancher/k3s/server/tls/etcd | /var/lib/rancher/rke2/server/tls/etcd | /var/lib/k0s/pki | /etc/etcd/pki |
 | certificatesDir | /etc/kubernetes/pki/etcd | /var/lib/rancher/k3s/server/tls/etcd | /var/lib/rancher/rke2/server/tls/etcd | /var/lib/k0s/pki/etcd | /etc/etcd/pki |
 | dataDir | /var/lib/etcd | /var/lib/rancher/k3s/server/db/etcd | /var/lib/rancher/rke2/server/db/etcd | /var/lib/k0s/etcd | /var/lib/etcd |
+| backupDirs | | /var/lib/rancher/k3s/server/db/snapshots | /var/lib/rancher/rke2/server/db/snapshots | | |
 | node role | control-plane | etcd | etcd | control-plane | etcd |
 
 Node role labels are "" on kubeadm and "true" elsewhere: always operator
@@ -33,6 +34,7 @@ Exists.
   "processName" "etcd"
   "nodeRole" "node-role.kubernetes.io/control-plane"
   "tolerations" $tolerations
+  "backupDirs" (list)
   "capabilities" (list) }}
 {{- $k3s := dict
   "endpoints" $endpoints
@@ -46,6 +48,7 @@ Exists.
   "processName" "k3s-server"
   "nodeRole" "node-role.kubernetes.io/etcd"
   "tolerations" $tolerations
+  "backupDirs" (list "/var/lib/rancher/k3s/server/db/snapshots")
   "capabilities" (list) }}
 {{- $rke2 := dict
   "endpoints" $endpoints
@@ -59,6 +62,7 @@ Exists.
   "processName" "etcd"
   "nodeRole" "node-role.kubernetes.io/etcd"
   "tolerations" $tolerations
+  "backupDirs" (list "/var/lib/rancher/rke2/server/db/snapshots")
   "capabilities" (list) }}
 {{- /* k0s: the data directory is 0700, owned by the etcd user: root without
 DAC_READ_SEARCH cannot enter it to measure the WAL's filesystem. The client
@@ -76,6 +80,7 @@ key (0640, owner kube-apiserver, group root) is read through the group. */}}
   "pidFile" "/run/k0s/etcd.pid"
   "nodeRole" "node-role.kubernetes.io/control-plane"
   "tolerations" $tolerations
+  "backupDirs" (list)
   "capabilities" (list "DAC_READ_SEARCH") }}
 {{- $external := dict
   "endpoints" $endpoints
@@ -88,6 +93,7 @@ key (0640, owner kube-apiserver, group root) is read through the group. */}}
   "processName" "etcd"
   "nodeRole" "node-role.kubernetes.io/etcd"
   "tolerations" $tolerations
+  "backupDirs" (list)
   "capabilities" (list) }}
 {{- dict "kubeadm" $kubeadm "k3s" $k3s "rke2" $rke2 "k0s" $k0s "external" $external | toYaml }}
 {{- end }}
@@ -147,6 +153,20 @@ member's directory.
 {{- $_ = set $s "certificatesDir" $cd }}
 {{- $certs := clean $s.certDir }}
 {{- $_ = set $s "certificatesMount" (ternary $cd "" (and (ne $cd "") (ne $cd $certs) (not (hasPrefix (printf "%s/" $certs) $cd)))) }}
+{{- /* backups.dirs: the user's (["-"]: none), else the preset's; each mounted read-only. k3s and RKE2 keep their snapshots beside the etcd directory (db/snapshots beside db/etcd): with the user's dataDir, beside that. */}}
+{{- $presetBackups := $s.backupDirs }}
+{{- if and $presetBackups .Values.etcd.dataDir }}
+{{- $presetBackups = list (printf "%s/snapshots" (dir $data)) }}
+{{- end }}
+{{- $bd := .Values.backups.dirs | default $presetBackups }}
+{{- if and $bd (eq (toString (first $bd)) "-") }}
+{{- $bd = list }}
+{{- end }}
+{{- $clean := list }}
+{{- range $bd }}
+{{- $clean = append $clean (clean (toString .)) }}
+{{- end }}
+{{- $_ = set $s "backupDirs" $clean }}
 {{- $_ = set $s "pidDir" (ternary (dir (toString $s.pidFile)) "" (not (empty $s.pidFile))) }}
 {{- if .Values.tolerations }}
 {{- $_ = set $s "tolerations" .Values.tolerations }}
