@@ -143,6 +143,7 @@ func allToggles() []string {
 		"--set", "dashboards.grafanaOperator.folder=etcd",
 		"--set", "dashboards.grafanaOperator.allowCrossNamespaceImport=true",
 		"--set", "dashboards.configMaps.annotations.grafana_folder=etcd",
+		"--set", "backups.dirs={/var/backups/etcd,/srv/etcd-snapshots}",
 		"--set", "dashboards.configMaps.label=etcdpulse_dashboard",
 		"--set", "dashboards.configMaps.labelValue=yes",
 		"--set", "web.config.enabled=true",
