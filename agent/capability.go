@@ -50,6 +50,7 @@ var capabilities = []capability{
 	etcdMetrics,
 	drift,
 	certificates,
+	keyspace,
 }
 
 // wiring is what a capability needs to add its probes and collectors to a

@@ -27,6 +27,8 @@ type Config struct {
 	Host    HostConfig    `yaml:"host"`
 	// Certificates is the certificates capability's (certificates.go).
 	Certificates CertificatesConfig `yaml:"certificates"`
+	// Keyspace is the key space capability's (keyspace.go).
+	Keyspace KeyspaceConfig `yaml:"keyspace"`
 }
 
 // EtcdConfig says how to reach the local member and where its data is.
