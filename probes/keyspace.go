@@ -69,9 +69,11 @@ const (
 // the whole range: a next-key request over the rest of the prefix would
 // visit every key after the cursor, once per resource. So the next key is
 // looked for within buckets of one first character ([0-9], [a-z] one by
-// one, and one bucket each for the bytes below and above): a request then
-// visits the keys of one bucket only, and the count it returns says when
-// the rest of the bucket is empty (no request for it).
+// one, and one bucket each for the bytes below, between and above): a
+// request then visits the keys of one bucket only, and the count it
+// returns says when the rest of the bucket is empty (no request for it).
+// After an empty bucket the next range is twice as wide, so that a run
+// of empty buckets costs a few requests.
 //
 // A run sends at most MaxRequests requests, Pause apart, and a walk that
 // needs more resumes at the next run where the last one stopped; the
@@ -546,8 +548,11 @@ func validLabel(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
 // its budget among empty buckets is resumed after them.
 func (s *keyspaceStep) next(ctx context.Context, base string, cursor *string) (key string, inBucket int64, hi string, err error) {
 	end := clientv3.GetPrefixRangeEnd(base)
-	for *cursor < end {
-		hi = bucketEnd(base, *cursor, end)
+	// Each empty range doubles the next one: a gap of many empty buckets
+	// costs a few requests. A wide range that is not empty costs a visit
+	// of the keys in it, which the walk counts next anyway.
+	for width := 1; *cursor < end; width *= 2 {
+		hi = bucketEnd(base, *cursor, end, width)
 		resp, err := s.get(ctx, true, *cursor, clientv3.WithRange(hi), clientv3.WithKeysOnly(), clientv3.WithLimit(1))
 		if err != nil {
 			return "", 0, "", err
@@ -560,23 +565,37 @@ func (s *keyspaceStep) next(ctx context.Context, base string, cursor *string) (k
 	return "", 0, "", nil
 }
 
-// Bucket bounds: below '0', each of '0'-'9' and 'a'-'z', above 'z'.
-// Resource, group and namespace names are lowercase letters, digits,
-// '-' and '.', and begin with a letter or a digit.
-func bucketEnd(base, cursor, end string) string {
-	if len(cursor) <= len(base) {
-		return base + "0"
+// bucketBounds are the first characters that begin a bucket: below '0',
+// each of '0'-'9', between '9' and 'a', each of 'a'-'z', and above 'z'.
+// Resource, group and namespace names are lowercase letters, digits, '-'
+// and '.', and begin with a letter or a digit.
+var bucketBounds = func() []string {
+	var b []string
+	for c := byte('0'); c <= ':'; c++ {
+		b = append(b, string(c))
 	}
-	c := cursor[len(base)]
-	switch {
-	case c < '0':
-		return base + "0"
-	case c <= '9', c >= 'a' && c <= 'z':
-		return base + string(rune(c+1))
-	case c < 'a':
-		return base + "a"
+	for c := byte('a'); c <= '{'; c++ {
+		b = append(b, string(c))
 	}
-	return end
+	return b
+}()
+
+// bucketEnd is the end of the range of width buckets from the cursor's,
+// under base; end past the last.
+func bucketEnd(base, cursor, end string, width int) string {
+	i := 0 // the bucket below '0' ends at bucketBounds[0]
+	if len(cursor) > len(base) {
+		c := cursor[len(base):len(base)+1]
+		i, _ = slices.BinarySearch(bucketBounds, c)
+		if i < len(bucketBounds) && bucketBounds[i] == c {
+			i++ // the cursor begins a bucket: it ends at the next bound
+		}
+	}
+	i += width - 1
+	if i >= len(bucketBounds) {
+		return end
+	}
+	return base + bucketBounds[i]
 }
 
 // countPrefix counts the keys under prefix.

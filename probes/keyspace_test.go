@@ -223,12 +223,12 @@ func TestKeyspaceProbe(t *testing.T) {
 	w := p.Last()
 	wantWalk(t, w, layout)
 	// Two requests per resource and per namespace counted, and at most
-	// one per empty bucket (38 buckets at each level).
+	// one per empty bucket (39 buckets at each level).
 	namespaces := 0
 	for _, r := range layout[:3] {
 		namespaces += len(r.perNamespace)
 	}
-	if limit := 2*(len(layout)+namespaces) + 38*4; w.Requests > limit || w.Runs != 1 {
+	if limit := 2*(len(layout)+namespaces) + 39*4; w.Requests > limit || w.Runs != 1 {
 		t.Errorf("walk of %d requests in %d runs, want at most %d in 1", w.Requests, w.Runs, limit)
 	}
 	t.Logf("walk of %d keys, %d resources: %d requests", w.Keys, len(w.Resources), w.Requests)
@@ -409,18 +409,29 @@ func TestKeyspaceResourceOf(t *testing.T) {
 			t.Errorf("namespaceOf(%q) = %q, %q, %v; want %q, %q, %v", tc.key, ns, prefix, namespaced, tc.ns, tc.prefix, tc.namespaced)
 		}
 	}
-	for _, tc := range []struct{ cursor, hi string }{
-		{"/r/", "/r/0"},
-		{"/r/-x", "/r/0"},
-		{"/r/0", "/r/1"},
-		{"/r/9z", "/r/:"},
-		{"/r/:", "/r/a"},
-		{"/r/events0", "/r/f"},
-		{"/r/zz", "/r/{"},
-		{"/r/{", "/r0"},
+	for _, tc := range []struct {
+		cursor string
+		width  int
+		hi     string
+	}{
+		{"/r/", 1, "/r/0"},
+		{"/r/", 2, "/r/1"},
+		{"/r/-x", 1, "/r/0"},
+		{"/r/0", 1, "/r/1"},
+		{"/r/0", 4, "/r/4"},
+		{"/r/9z", 1, "/r/:"},
+		{"/r/9z", 2, "/r/a"},
+		{"/r/:", 1, "/r/a"},
+		{"/r/;", 1, "/r/a"},
+		{"/r/events0", 1, "/r/f"},
+		{"/r/events0", 8, "/r/m"},
+		{"/r/events0", 64, "/r0"},
+		{"/r/zz", 1, "/r/{"},
+		{"/r/{", 1, "/r0"},
+		{"/r/\xff", 1, "/r0"},
 	} {
-		if hi := bucketEnd("/r/", tc.cursor, "/r0"); hi != tc.hi {
-			t.Errorf("bucketEnd(%q) = %q, want %q", tc.cursor, hi, tc.hi)
+		if hi := bucketEnd("/r/", tc.cursor, "/r0", tc.width); hi != tc.hi {
+			t.Errorf("bucketEnd(%q, %d) = %q, want %q", tc.cursor, tc.width, hi, tc.hi)
 		}
 	}
 }
