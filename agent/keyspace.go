@@ -145,11 +145,12 @@ func wireKeyspace(w *wiring) error {
 		MaxRequests:        c.MaxRequests,
 		Pause:              time.Duration(c.Pause),
 		SlowThreshold:      keyspaceSlowThreshold,
-		RequestTimeout:     min(keyspaceRequestTimeout, interval),
-		Fresh:              interval / 2,
-		View:               func() probes.View { return w.view.View() },
-		Runs:               runs,
-		Logger:             w.logger.With("probe", probes.ProbeKeyspace),
+		// A run stops short of its deadline (the interval) by this.
+		RequestTimeout: min(keyspaceRequestTimeout, interval/10),
+		Fresh:          interval / 2,
+		View:           func() probes.View { return w.view.View() },
+		Runs:           runs,
+		Logger:         w.logger.With("probe", probes.ProbeKeyspace),
 	}
 	w.collect(runs, collectors.NewKeyspaceCollector(p, c.TopResources))
 	// A run ends by itself before its deadline (it stops short of it and

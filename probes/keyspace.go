@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -100,7 +101,8 @@ type KeyspaceProbe struct {
 	// read took longer, or whose answer to one of the walk's requests
 	// does (plus a microsecond per key for a count), is slow.
 	SlowThreshold time.Duration
-	// RequestTimeout bounds each request.
+	// RequestTimeout bounds each request; a run stops (as partial) when
+	// less than RequestTimeout+Pause is left before its deadline.
 	RequestTimeout time.Duration
 	// Fresh: a walk completed less than this ago is not started again
 	// (the rounds of a check run every probe each time).
@@ -116,6 +118,8 @@ type KeyspaceProbe struct {
 	walk   *keyspaceWalk
 	last   KeyspaceWalk
 	result string
+	// failed is the last run's error, to log each new one once.
+	failed string
 }
 
 // KeyspaceWalk is a complete walk of the key space.
@@ -250,6 +254,10 @@ func (p *KeyspaceProbe) Run(ctx context.Context, t *Target) error {
 	w.runs++
 	s := &keyspaceStep{p: p, t: t, w: w, budget: p.MaxRequests}
 	result, err := s.run(ctx)
+	if errors.Is(err, rpctypes.ErrPermissionDenied) {
+		err = fmt.Errorf("%w (the agent's role needs read permission on %s, or set keyspace.enabled to false; see docs/security.md)", err, p.root())
+	}
+	p.noteError(err)
 	if err != nil {
 		// The walk resumes at the next run.
 		return fmt.Errorf("keyspace: %w", err)
@@ -320,6 +328,23 @@ func topNamespaces(counts map[string]int64, n int) []NamespaceKeys {
 		other.Keys += c.Keys
 	}
 	return append(all[:n:n], other)
+}
+
+// noteError logs a failure unlike the last one, and a recovery.
+func (p *KeyspaceProbe) noteError(err error) {
+	p.mu.Lock()
+	prev := p.failed
+	p.failed = ""
+	if err != nil {
+		p.failed = err.Error()
+	}
+	p.mu.Unlock()
+	switch {
+	case err != nil && err.Error() != prev:
+		p.log().Warn("key space walk failed", "reason", Classify(err), "err", err)
+	case err == nil && prev != "":
+		p.log().Info("key space walk runs again")
+	}
 }
 
 func (p *KeyspaceProbe) count(result string) {
