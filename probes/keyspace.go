@@ -171,16 +171,16 @@ type keyspaceWalk struct {
 	started  time.Time
 	requests int
 	runs     int
-	// cursor is the next key to look from; done when "".
-	cursor string
+	// res scans the resources.
+	res    scan
 	counts map[string]*ResourceKeys
 	// prefixes are each resource's key prefixes.
 	prefixes map[string]string
 	// The namespace phase: the resources still to count, and the counts.
-	nsQueue  []string
-	nsCursor string
+	nsQueue []string
+	ns      scan
 	// nsSeen: a key of the resource being counted was found.
-	nsSeen bool
+	nsSeen   bool
 	nsCounts map[string]map[string]int64
 	nsPhase  bool
 }
@@ -245,7 +245,7 @@ func (p *KeyspaceProbe) Run(ctx context.Context, t *Target) error {
 	p.mu.Lock()
 	w := p.walk
 	if w == nil {
-		w = &keyspaceWalk{started: time.Now(), cursor: p.root(), counts: map[string]*ResourceKeys{}, prefixes: map[string]string{}, nsCounts: map[string]map[string]int64{}}
+		w = &keyspaceWalk{started: time.Now(), res: scan{cursor: p.root()}, counts: map[string]*ResourceKeys{}, prefixes: map[string]string{}, nsCounts: map[string]map[string]int64{}}
 		p.walk = w
 	}
 	p.mu.Unlock()
@@ -402,14 +402,14 @@ func (s *keyspaceStep) resources(ctx context.Context) error {
 	w := s.w
 	root := s.p.root()
 	for !w.nsPhase {
-		key, inBucket, hi, err := s.next(ctx, root, &w.cursor)
+		key, inBucket, hi, err := s.next(ctx, root, &w.res)
 		if err != nil {
 			return err
 		}
 		if key == "" {
 			w.nsPhase = true
 			w.nsQueue = s.largest(s.p.NamespaceResources)
-			w.nsCursor = ""
+			w.ns = scan{}
 			break
 		}
 		res, prefix := resourceOf(root, key)
@@ -428,22 +428,36 @@ func (s *keyspaceStep) resources(ctx context.Context) error {
 		if _, ok := w.prefixes[res]; !ok {
 			w.prefixes[res] = prefix
 		}
-		w.cursor = past(prefix, key, n, inBucket, hi)
+		w.res.past(prefix, key, n, inBucket, hi)
 	}
 	return nil
 }
 
-// past is the cursor past a prefix (past the single key when the prefix
-// is the key itself), or past its bucket when the prefix held every key
-// the next-key request counted from the cursor to the bucket's end.
-func past(prefix, key string, n, inBucket int64, hi string) string {
-	if n == inBucket {
-		return hi
+// scan is where a walk of one level (resources, or a resource's
+// namespaces) stands.
+type scan struct {
+	// cursor is the next key to look from.
+	cursor string
+	// rest is how many keys the last next-key request counted from the
+	// cursor to hi, beyond the prefix just counted: keys still to find
+	// there. hi is "" when none are known.
+	rest int64
+	hi   string
+}
+
+// past moves the scan past a counted prefix (past the single key when
+// the prefix is the key itself), or past the end of the range its
+// next-key request looked in when the prefix held every key it counted.
+func (sc *scan) past(prefix, key string, n, inRange int64, hi string) {
+	if n >= inRange {
+		*sc = scan{cursor: hi}
+		return
 	}
+	sc.cursor = clientv3.GetPrefixRangeEnd(prefix)
 	if prefix == key {
-		return key + "\x00"
+		sc.cursor = key + "\x00"
 	}
-	return clientv3.GetPrefixRangeEnd(prefix)
+	sc.rest, sc.hi = inRange-n, hi
 }
 
 // largest picks up to n resources (all for n < 0) to count per
@@ -476,24 +490,24 @@ func (s *keyspaceStep) namespaces(ctx context.Context) error {
 	for len(w.nsQueue) > 0 {
 		res := w.nsQueue[0]
 		prefix := w.prefixes[res]
-		if w.nsCursor == "" {
-			w.nsCursor, w.nsSeen = prefix, false
+		if w.ns.cursor == "" {
+			w.ns, w.nsSeen = scan{cursor: prefix}, false
 		}
 		first := !w.nsSeen
-		key, inBucket, hi, err := s.next(ctx, prefix, &w.nsCursor)
+		key, inBucket, hi, err := s.next(ctx, prefix, &w.ns)
 		if err != nil {
 			return err
 		}
 		ns, nsPrefix, namespaced := namespaceOf(prefix, key)
 		switch {
 		case key == "":
-			w.nsQueue, w.nsCursor = w.nsQueue[1:], ""
+			w.nsQueue, w.ns = w.nsQueue[1:], scan{}
 			continue
 		case !namespaced && first:
 			w.counts[res].ClusterScoped = true
 			delete(w.nsCounts, res)
 			// The next largest resource takes its place.
-			w.nsQueue, w.nsCursor = s.replace(w.nsQueue[1:]), ""
+			w.nsQueue, w.ns = s.replace(w.nsQueue[1:]), scan{}
 			continue
 		}
 		w.nsSeen = true
@@ -507,7 +521,7 @@ func (s *keyspaceStep) namespaces(ctx context.Context) error {
 			w.nsCounts[res] = map[string]int64{}
 		}
 		w.nsCounts[res][ns] += n
-		w.nsCursor = past(nsPrefix, key, n, inBucket, hi)
+		w.ns.past(nsPrefix, key, n, inBucket, hi)
 	}
 	return nil
 }
@@ -565,29 +579,70 @@ func namespaceOf(prefix, key string) (ns, nsPrefix string, namespaced bool) {
 // validLabel makes a key segment a valid label value (UTF-8).
 func validLabel(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
 
-// next finds the first key at or after cursor under base, within the
-// cursor's bucket and then each next bucket: "" when there is none. It
-// also returns the number of keys from cursor to the end of the key's
-// bucket, and that end.
-// An empty bucket moves the cursor past it, so that a run that spends
-// its budget among empty buckets is resumed after them.
-func (s *keyspaceStep) next(ctx context.Context, base string, cursor *string) (key string, inBucket int64, hi string, err error) {
+// deepAfter: with more keys than this left in the range after a counted
+// prefix, the next key is first looked for in narrower ranges.
+const deepAfter = 10_000
+
+// next finds the first key at or after the scan's cursor under base: ""
+// when there is none. It also returns the number of keys in the range it
+// was found in, from the cursor, and the range's end.
+//
+// Where the last request said keys are left before its range's end
+// (rest), they are looked for there: when there are many, first in the
+// ranges that end where the cursor's own name next differs, deepest first
+// (after ns-001/: [ns-0010, ns-002), then [ns-002, ns-01)...), so
+// that of many names sharing a beginning each is found visiting its
+// neighbours' keys, not all the rest. Then in buckets of one first
+// character from the cursor's, each empty one doubling the next range, so
+// that a run of empty buckets costs a few requests. An empty range moves
+// the cursor past it, so that a run that spends its budget there resumes
+// after it.
+func (s *keyspaceStep) next(ctx context.Context, base string, sc *scan) (key string, inRange int64, hi string, err error) {
 	end := clientv3.GetPrefixRangeEnd(base)
-	// Each empty range doubles the next one: a gap of many empty buckets
-	// costs a few requests. A wide range that is not empty costs a visit
-	// of the keys in it, which the walk counts next anyway.
-	for width := 1; *cursor < end; width *= 2 {
-		hi = bucketEnd(base, *cursor, end, width)
-		resp, err := s.get(ctx, true, *cursor, clientv3.WithRange(hi), clientv3.WithKeysOnly(), clientv3.WithLimit(1))
-		if err != nil {
-			return "", 0, "", err
+	if sc.hi != "" && sc.rest > 0 {
+		// The cursor's last character is already one past a counted
+		// name (name/ -> name0), or past an empty range: the first level
+		// is the one before it.
+		for sc.rest > deepAfter && len(sc.cursor) > len(base)+1 {
+			rel := sc.cursor[len(base):]
+			d := len(rel) - 2
+			if rel[d] == 0xff {
+				break
+			}
+			ub := base + rel[:d] + string([]byte{rel[d] + 1})
+			if ub >= sc.hi {
+				break
+			}
+			key, n, err := s.first(ctx, sc.cursor, ub)
+			if err != nil || key != "" {
+				return key, n, ub, err
+			}
+			sc.cursor = ub
 		}
-		if len(resp.Kvs) > 0 {
-			return string(resp.Kvs[0].Key), resp.Count, hi, nil
+		key, n, err := s.first(ctx, sc.cursor, sc.hi)
+		if err != nil || key != "" {
+			return key, n, sc.hi, err
 		}
-		*cursor = hi
+		*sc = scan{cursor: sc.hi}
+	}
+	for width := 1; sc.cursor < end; width *= 2 {
+		hi = bucketEnd(base, sc.cursor, end, width)
+		key, n, err := s.first(ctx, sc.cursor, hi)
+		if err != nil || key != "" {
+			return key, n, hi, err
+		}
+		*sc = scan{cursor: hi}
 	}
 	return "", 0, "", nil
+}
+
+// first is the first key of [from, to), and the number of keys there.
+func (s *keyspaceStep) first(ctx context.Context, from, to string) (string, int64, error) {
+	resp, err := s.get(ctx, true, from, clientv3.WithRange(to), clientv3.WithKeysOnly(), clientv3.WithLimit(1))
+	if err != nil || len(resp.Kvs) == 0 {
+		return "", 0, err
+	}
+	return string(resp.Kvs[0].Key), resp.Count, nil
 }
 
 // bucketBounds are the first characters that begin a bucket: below '0',
@@ -610,7 +665,7 @@ var bucketBounds = func() []string {
 func bucketEnd(base, cursor, end string, width int) string {
 	i := 0 // the bucket below '0' ends at bucketBounds[0]
 	if len(cursor) > len(base) {
-		c := cursor[len(base):len(base)+1]
+		c := cursor[len(base) : len(base)+1]
 		i, _ = slices.BinarySearch(bucketBounds, c)
 		if i < len(bucketBounds) && bucketBounds[i] == c {
 			i++ // the cursor begins a bucket: it ends at the next bound
