@@ -139,7 +139,6 @@ func wireKeyspace(w *wiring) error {
 	runs := collectors.NewKeyspaceRuns()
 	p := &probes.KeyspaceProbe{
 		Prefix:             c.Prefix,
-		TopResources:       c.TopResources,
 		NamespaceResources: c.NamespaceResources,
 		TopNamespaces:      c.TopNamespaces,
 		MaxRequests:        c.MaxRequests,

@@ -84,9 +84,6 @@ const (
 type KeyspaceProbe struct {
 	// Prefix is kube-apiserver's --etcd-prefix, such as /registry.
 	Prefix string
-	// TopResources is how many resources are exported by name; the rest
-	// are summed under "other".
-	TopResources int
 	// NamespaceResources is how many of the largest namespaced resources
 	// are counted per namespace; 0: none.
 	NamespaceResources int

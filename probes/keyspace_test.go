@@ -137,7 +137,7 @@ func localTarget(tb testing.TB, c *etcdtest.Cluster) *Target {
 
 func newKeyspaceProbe(maxRequests int, pause time.Duration) *KeyspaceProbe {
 	return &KeyspaceProbe{
-		Prefix: "/registry", TopResources: 20, NamespaceResources: 3, TopNamespaces: 10,
+		Prefix: "/registry", NamespaceResources: 3, TopNamespaces: 10,
 		MaxRequests: maxRequests, Pause: pause, SlowThreshold: 500 * time.Millisecond, RequestTimeout: 10 * time.Second,
 	}
 }
