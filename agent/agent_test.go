@@ -117,6 +117,8 @@ func TestLiveMetrics(t *testing.T) {
 	}
 	backups := t.TempDir()
 	writeSnapshot(t, c.Client(t), backups, "snapshot.db")
+	// A Kubernetes key space for the keyspace capability to count.
+	putKube(t, c.Client(t), "events", 3, "default")
 	a := startAgent(t, []string{c.Member(0).ClientURL()}, func(cfg *Config) {
 		// Everything on: the member's own data dir, this process as
 		// "etcd" (the members run in it), etcd's own metrics, and the
@@ -139,7 +141,8 @@ func TestLiveMetrics(t *testing.T) {
 		gauge("etcdpulse_probe_success", 1, "probe", "hash"),
 		gauge("etcdpulse_etcd_metrics_up", 1),
 		gauge("etcdpulse_network_peer_up", 1, "phase", "request"),
-		gauge("etcdpulse_backup_status", 1, "status", "verified"))
+		gauge("etcdpulse_backup_status", 1, "status", "verified"),
+		gauge("etcdpulse_keyspace_resource_keys", 3, "resource", "events"))
 	// Present only in some states: a refused fsync probe, etcd's own peer
 	// RTT, which etcd records every 30 s, an agent that etcd refuses,
 	// failed probe runs, and watches etcd ended.

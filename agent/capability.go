@@ -51,6 +51,7 @@ var capabilities = []capability{
 	drift,
 	certificates,
 	backups,
+	keyspace,
 }
 
 // wiring is what a capability needs to add its probes and collectors to a

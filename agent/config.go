@@ -29,6 +29,8 @@ type Config struct {
 	Certificates CertificatesConfig `yaml:"certificates"`
 	// Backups is the backups capability's (backups.go).
 	Backups BackupsConfig `yaml:"backups"`
+	// Keyspace is the key space capability's (keyspace.go).
+	Keyspace KeyspaceConfig `yaml:"keyspace"`
 }
 
 // EtcdConfig says how to reach the local member and where its data is.

@@ -46,7 +46,7 @@ type Group struct {
 
 // Groups returns every rule group, one per capability.
 func Groups() []Group {
-	return []Group{quorumGroup(), membersGroup(), writesGroup(), replicationGroup(), consistencyGroup(), diskGroup(), networkGroup(), capacityGroup(), driftGroup(), certificatesGroup(), backupsGroup(), agentGroup()}
+	return []Group{quorumGroup(), membersGroup(), writesGroup(), replicationGroup(), consistencyGroup(), diskGroup(), networkGroup(), capacityGroup(), keyspaceGroup(), driftGroup(), certificatesGroup(), backupsGroup(), agentGroup()}
 }
 
 // Rules returns every rule of every group.

@@ -699,3 +699,46 @@ func backupsGroup() Group {
 		},
 	}}
 }
+
+// The key space group's figures. Each agent counts its own member's key
+// space; the rules take the largest figure of any agent.
+const (
+	// keyspaceGrowth is each resource's growth in keys per second over
+	// the last hour (the counts change every keyspace.interval).
+	keyspaceGrowth = `max by (cluster, resource) (deriv(etcdpulse_keyspace_resource_keys{resource!="other"}[1h]))`
+	// keyspaceBytesPerKey is the database's bytes in use per key counted
+	// (every resource, "other" included), of the fullest member: an
+	// average that includes the history not yet compacted, so it errs
+	// high.
+	keyspaceBytesPerKey = `max by (cluster) (etcdpulse_member_db_size_in_use_bytes) / max by (cluster) (sum by (cluster, instance) (etcdpulse_keyspace_resource_keys))`
+)
+
+// keyspaceHeadroom is the space left under the quota of the member with
+// the least.
+var keyspaceHeadroom = `min by (cluster) ((` + quotaBytes + `) - etcdpulse_member_db_size_bytes)`
+
+func keyspaceGroup() Group {
+	return Group{Name: "etcdpulse.keyspace", Rules: []Rule{
+		{
+			Alert: "EtcdKeyspaceResourceGrowing",
+			// The keys one resource gained an hour, carried over a day
+			// at the database's bytes per key, against the room left
+			// under the quota; at least 1,000 keys an hour, so that a
+			// database already near its quota (which the quota alerts
+			// report) does not name every resource that gains a few
+			// keys; and still growing over the last 20 minutes (two
+			// walks at the default interval) for 45 minutes, so that a
+			// rollout's burst of events, which stops within minutes and
+			// is expired by --event-ttl, does not fire.
+			Expr: keyspaceGrowth + ` * 86400 * on (cluster) group_left () (` + keyspaceBytesPerKey + `)` +
+				` > on (cluster) group_left () ` + keyspaceHeadroom +
+				` and on (cluster, resource) ` + keyspaceGrowth + ` * 3600 > 1000` +
+				` and on (cluster, resource) max by (cluster, resource) (deriv(etcdpulse_keyspace_resource_keys{resource!="other"}[20m])) > 0`,
+			For:      45 * time.Minute,
+			Severity: Warning,
+			Summary:  "One Kubernetes resource grows fast enough to fill the etcd quota within a day.",
+			Description: `Resource {{ $labels.resource }} of etcd cluster {{ $labels.cluster }} gained {{ range printf "max(deriv(etcdpulse_keyspace_resource_keys{cluster=%q, resource=%q}[1h])) * 3600" $labels.cluster $labels.resource | query }}{{ .Value | humanize }}{{ end }} keys an hour over the last hour; at that pace, and at the database's average bytes per key, it alone adds {{ $value | humanize1024 }}B within 24 hours, more than the room left under the quota of the fullest member. ` +
+				`Find its objects (etcdctl get --prefix --keys-only, kubectl get) and what creates them: the runbook has the commands.`,
+		},
+	}}
+}

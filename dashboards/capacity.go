@@ -24,6 +24,12 @@ func capacity() (dashboard.Dashboard, error) {
 		WithPanel(dbReclaimableTimeseries()).
 		WithPanel(fragmentationTimeseries()).
 		WithPanel(quotaSourceTable()).
+		WithRow(dashboard.NewRowBuilder("Key space")).
+		WithPanel(keyspaceTopTable()).
+		WithPanel(keyspaceWalkStat()).
+		WithPanel(keyspaceResourcesTimeseries()).
+		WithPanel(keyspaceGrowthTimeseries()).
+		WithPanel(keyspaceNamespacesTimeseries()).
 		WithRow(dashboard.NewRowBuilder("Filesystems")).
 		WithPanel(filesystemFreeTimeseries()).
 		WithPanel(filesystemSpaceTimeseries()).
@@ -139,6 +145,55 @@ func quotaSourceTable() *table.PanelBuilder {
 			Id:      "organize",
 			Options: map[string]any{"excludeByName": map[string]any{"Time": true, "Value": true}},
 		})
+}
+
+// keyspaceKeys is each resource's keys, as the chosen agents counted
+// them (each counts its own member's store).
+var keyspaceKeys = `max by (cluster, resource) (` + node("etcdpulse_keyspace_resource_keys") + `)`
+
+func keyspaceTopTable() *table.PanelBuilder {
+	return defaultTable("Largest resources",
+		"Keys of each Kubernetes resource in the last complete walk of the key space (count-only requests under keyspace.prefix, /registry by default): the keyspace.top_resources largest, the rest under other. No value is read, so there are no bytes per resource: the database's bytes in use per key is the estimate the growth alert uses.",
+		"short", "EtcdKeyspaceResourceGrowing").
+		Span(16).
+		WithTarget(tableQuery(`sort_desc(` + keyspaceKeys + `)`)).
+		WithTransformation(dashboard.DataTransformerConfig{
+			Id:      "organize",
+			Options: map[string]any{"excludeByName": map[string]any{"Time": true}, "renameByName": map[string]any{"Value": "keys"}},
+		})
+}
+
+func keyspaceWalkStat() *stat.PanelBuilder {
+	return defaultStat("Last complete walk",
+		"Time since each agent's last complete walk of the key space (every keyspace.interval, 10 minutes by default). It grows while the walks are skipped (the local member unhealthy or slow) or need several runs (keyspace.max_requests); etcdpulse_keyspace_runs_total says which.",
+		"s").
+		Span(8).
+		TextMode(common.BigValueTextModeValueAndName).
+		WithTarget(instantQuery(`time() - max by (cluster, instance) (`+node("etcdpulse_keyspace_walk_timestamp_seconds")+`)`, "{{instance}}"))
+}
+
+func keyspaceResourcesTimeseries() *timeseries.PanelBuilder {
+	return defaultTimeseries("Keys by resource",
+		"Keys of each resource over time: a resource that fills the database (events, leases, a custom resource) stands out.",
+		"short", "EtcdKeyspaceResourceGrowing").
+		Min(0).
+		WithTarget(prometheusQuery(keyspaceKeys, "{{resource}}"))
+}
+
+func keyspaceGrowthTimeseries() *timeseries.PanelBuilder {
+	return defaultTimeseries("Growth by resource",
+		"Keys each resource gains an hour, over the last hour (deriv over 1h, as the alert uses). The alert fires when one resource's growth, carried over a day at the database's bytes per key, exceeds the room left under the quota.",
+		"short", "EtcdKeyspaceResourceGrowing").
+		WithTarget(prometheusQuery(`max by (cluster, resource) (deriv(`+node("etcdpulse_keyspace_resource_keys", `resource!="other"`)+`[1h])) * 3600`, "{{resource}}"))
+}
+
+func keyspaceNamespacesTimeseries() *timeseries.PanelBuilder {
+	return defaultTimeseries("Keys by namespace of the largest resources",
+		"Keys of the keyspace.namespace_resources largest namespaced resources in each of their keyspace.top_namespaces largest namespaces, the rest under _other: which namespace holds the events or the custom resources.",
+		"short", "EtcdKeyspaceResourceGrowing").
+		Span(24).
+		Min(0).
+		WithTarget(prometheusQuery(`max by (cluster, resource, namespace) (`+node("etcdpulse_keyspace_namespace_keys")+`)`, "{{resource}} {{namespace}}"))
 }
 
 func filesystemFreeTimeseries() *timeseries.PanelBuilder {

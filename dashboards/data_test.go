@@ -83,6 +83,8 @@ var testLabelValues = map[string][]string{
 	"source":    {"metrics_url", "default", "member", "agent", "file"},
 	"port":      {"client", "peer"},
 	"file":      {"ca.crt"},
+	"resource":  {"events", "pods", "leases"},
+	"namespace": {"kube-system", "default"},
 	"status":    {"ok", "client_cert_required"},
 	"check":     {"initial", "periodic", "compact_hash"},
 	"dir":       {"data", "wal"},

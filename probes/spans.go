@@ -85,6 +85,7 @@ var probeRPC = map[string]string{
 	ProbeMemberList:       rpcMemberList,
 	ProbeWrite:            rpcPut,
 	ProbeHash:             rpcHashKV,
+	ProbeKeyspace:         rpcRange,
 }
 
 // Observe records v on o with the current span's trace and span IDs as an
