@@ -31,7 +31,19 @@ type tokenAuth struct {
 	failed  error
 	retryAt time.Time
 	backoff time.Duration
+	// inflight is closed when the authentication under way ends; nil
+	// when none is. One at a time per connection, on its own deadline:
+	// a request that gives up waiting does not abandon it, so that etcd's
+	// bcrypt comparison, slow on a loaded member, is neither repeated by
+	// every waiting probe nor thrown away unfinished.
+	inflight chan struct{}
+	// lastErr is why the last attempt failed, for those waiting on it.
+	lastErr error
 }
+
+// authTimeout bounds one authentication, independently of the requests
+// that wait for it.
+const authTimeout = 10 * time.Second
 
 // Authentication backoff after a refusal: the first retry comes soon (a
 // password fixed in the agent's configuration is picked up quickly), later
@@ -94,34 +106,65 @@ func (a *tokenAuth) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.
 }
 
 // ensure authenticates unless a token is held. Concurrent callers wait for
-// one attempt.
+// one attempt, which runs on its own deadline (authTimeout): a caller whose
+// context ends first returns its context's error and leaves the attempt
+// running for the next.
 func (a *tokenAuth) ensure(ctx context.Context, cc *grpc.ClientConn) error {
+	a.mu.Lock()
+	if a.ok {
+		a.mu.Unlock()
+		return nil
+	}
+	if a.failed != nil && time.Now().Before(a.retryAt) {
+		defer a.mu.Unlock()
+		return a.failed
+	}
+	if a.inflight == nil {
+		a.inflight = make(chan struct{})
+		go a.authenticate(cc, a.inflight)
+	}
+	done := a.inflight
+	a.mu.Unlock()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.ok {
 		return nil
 	}
-	if a.failed != nil && time.Now().Before(a.retryAt) {
-		return a.failed
-	}
+	return a.lastErr
+}
+
+// authenticate asks etcd for a token once and records the outcome.
+func (a *tokenAuth) authenticate(cc *grpc.ClientConn, done chan struct{}) {
+	ctx, cancel := context.WithTimeout(context.Background(), authTimeout)
+	defer cancel()
 	resp, err := pb.NewAuthClient(cc).Authenticate(ctx, &pb.AuthenticateRequest{Name: a.user, Password: a.password}, grpc.WaitForReady(true))
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	defer close(done)
+	a.inflight = nil
 	switch {
 	case err == nil:
-		a.ok, a.failed, a.backoff = true, nil, 0
+		a.ok, a.failed, a.backoff, a.lastErr = true, nil, 0, nil
 		a.bundle.UpdateAuthToken(resp.Token)
-		return nil
+		return
 	case errors.Is(rpctypes.Error(err), rpctypes.ErrAuthNotEnabled):
-		a.ok, a.failed, a.backoff = true, nil, 0
+		a.ok, a.failed, a.backoff, a.lastErr = true, nil, 0, nil
 		a.bundle.UpdateAuthToken("")
-		return nil
+		return
 	case Classify(err) != ReasonAuthentication:
 		// Not a verdict on the credentials (etcd down, a TLS failure):
 		// the next request asks again.
-		return err
+		a.lastErr = err
+		return
 	}
 	a.backoff = min(max(2*a.backoff, authBackoffMin), authBackoffMax)
 	a.failed, a.retryAt = &AuthError{User: a.user, Err: rpctypes.Error(err)}, time.Now().Add(a.backoff)
-	return a.failed
+	a.lastErr = a.failed
 }
 
 // drop forgets the token after etcd refused it.
