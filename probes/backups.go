@@ -294,6 +294,14 @@ func (p *BackupProbe) verify(ctx context.Context, t *Target, path string, s *Bac
 		info, err := SnapshotRevisions(path)
 		switch {
 		case errors.Is(err, ErrSnapshotCorrupt):
+			// Say why from the checksum when it tells: a file altered
+			// after etcd wrote it (a flipped byte, a truncated copy)
+			// is named as such wherever the damage fell, rather than
+			// by the first bad structure the revision read met.
+			defer DropSnapshotCache(path)
+			if sumErr := CheckSnapshot(ctx, path, p.Limiter); errors.Is(sumErr, ErrSnapshotCorrupt) {
+				return BackupCorrupt, sumErr.Error(), nil
+			}
 			return BackupCorrupt, err.Error(), nil
 		case err != nil:
 			return BackupUnchecked, err.Error(), err
