@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -29,22 +28,8 @@ func writeSnapshot(t testing.TB, cli *clientv3.Client, dir, name string) string 
 			t.Fatal(err)
 		}
 	}
-	rc, err := cli.Maintenance.Snapshot(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
 	path := filepath.Join(dir, name)
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(f, rc); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
+	etcdtest.SaveSnapshot(t, cli, path)
 	past := time.Now().Add(-time.Minute)
 	if err := os.Chtimes(path, past, past); err != nil {
 		t.Fatal(err)

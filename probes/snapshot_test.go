@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -28,22 +27,8 @@ func snapCtx(t *testing.T) context.Context {
 // trailer), to dir/name, and returns its path.
 func saveSnapshot(t *testing.T, cli *clientv3.Client, dir, name string) string {
 	t.Helper()
-	rc, err := cli.Maintenance.Snapshot(snapCtx(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
 	path := filepath.Join(dir, name)
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(f, rc); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
+	etcdtest.SaveSnapshot(t, cli, path)
 	return path
 }
 
