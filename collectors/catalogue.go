@@ -29,6 +29,16 @@ type Metric struct {
 	Labels []string
 }
 
+// counterBy returns the metric as a counter of one label with a series for
+// each of values from the start, so that rate() sees the first increment.
+func (m Metric) counterBy(values []string) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: m.Name, Help: m.Help}, m.Labels)
+	for _, v := range values {
+		c.WithLabelValues(v)
+	}
+	return c
+}
+
 // Desc returns the metric's Prometheus descriptor.
 func (m Metric) Desc() *prometheus.Desc {
 	return prometheus.NewDesc(m.Name, m.Help, m.Labels, nil)

@@ -24,11 +24,7 @@ var HashMetrics = []Metric{MemberHashMismatch, HashCheckTimestamp, HashChecks}
 // NewHashChecks returns the counter of checks by result, every result
 // present from the start.
 func NewHashChecks() *prometheus.CounterVec {
-	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: HashChecks.Name, Help: HashChecks.Help}, HashChecks.Labels)
-	for _, r := range probes.HashResults {
-		c.WithLabelValues(r)
-	}
-	return c
+	return HashChecks.counterBy(probes.HashResults)
 }
 
 // HashSource gives the last conclusive check.

@@ -28,11 +28,7 @@ var KeyspaceMetrics = []Metric{KeyspaceResourceKeys, KeyspaceNamespaceKeys, Keys
 // NewKeyspaceRuns returns the counter of runs by result, every result
 // present from the start.
 func NewKeyspaceRuns() *prometheus.CounterVec {
-	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: KeyspaceRuns.Name, Help: KeyspaceRuns.Help}, KeyspaceRuns.Labels)
-	for _, r := range probes.KeyspaceResults {
-		c.WithLabelValues(r)
-	}
-	return c
+	return KeyspaceRuns.counterBy(probes.KeyspaceResults)
 }
 
 // KeyspaceSource gives the last complete walk.

@@ -13,9 +13,5 @@ var LeadershipMetrics = []Metric{LeaderChangesByCause}
 // NewLeaderChanges returns the counter of explained leader changes with a
 // series for every cause, so that rate() sees the first change of each.
 func NewLeaderChanges(causes []string) *prometheus.CounterVec {
-	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: LeaderChangesByCause.Name, Help: LeaderChangesByCause.Help}, LeaderChangesByCause.Labels)
-	for _, cause := range causes {
-		c.WithLabelValues(cause)
-	}
-	return c
+	return LeaderChangesByCause.counterBy(causes)
 }
